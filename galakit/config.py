@@ -1,0 +1,221 @@
+"""The settings of a run, as one validated dataclass, and the named presets.
+
+Every hyperparameter lives here with its help text (the CLI is generated from these fields), and a bad value
+fails at construction with a ``ValueError`` that names the field, the value received and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class Config:
+    """Settings of one training run. Defaults are the A2C hyperparameters of the official GALA code.
+
+    Build one directly, or from a preset: ``Config.preset("atari", env_id="BreakoutNoFrameskip-v4")``.
+    A config is plain data (picklable), so it can be sent to worker processes.
+    """
+
+    # -- what to train on
+    env_id: str = _help("Environment id: any ALE game (e.g. PongNoFrameskip-v4, ALE/Breakout-v5) or gymnasium id.",
+                        default="CartPole-v1")
+    algo: str = _help("'gala' (gossip), 'a2c' (independent learners), 'allreduce' (averaged gradients) or "
+                      "'a3c' (shared model, Hogwild).", default="a2c")
+    total_timesteps: int = _help("Agent steps to train for, summed over all simulators (1 step = 4 Atari frames).",
+                                 default=100_000)
+    num_envs: int = _help("Simulators per learner (the vector of environments stepped together).", default=16)
+    num_steps: int = _help("Rollout length n: steps per simulator between two updates (n-step returns).",
+                           default=5)
+    # -- several learners
+    num_learners: int = _help("Learner processes (each with its own num_envs simulators).", default=1)
+    topology: str = _help("GALA communication graph (galakit.topology.TOPOLOGIES); 'ring' = directed ring.",
+                          default="ring")
+    peers: int = _help("Out-peers per learner and gossip step, for rings (GALA's default: 1).", default=1)
+    sync_freq: int | None = _help("GALA bounded staleness: block after this many consecutive updates without a "
+                                  "fresh message; 0 = always (synchronous gossip); None = never.", default=None)
+    push_sum: bool = _help("Gossip push-sum weights too (exact averaging on non-doubly-stochastic graphs).",
+                           default=False)
+    identical_init: bool = _help("Start every learner from the same parameters (GALA). False: each learner draws "
+                                 "its own, to watch gossip bring them together.", default=True)
+    diag_interval: int = _help("Measure the learners' distances to their average every this many updates "
+                               "(0: off).", default=0)
+    start_method: str = _help("multiprocessing start method for learner processes: spawn or forkserver.",
+                              default="spawn")
+    slow_learners: tuple[int, ...] = _help("Ranks whose simulators are slowed down on purpose (stragglers).",
+                                           default=())
+    slowdown: float = _help("How many times slower the slow learners' simulators run.", default=1.0)
+    # -- A2C
+    lr: float = _help("RMSProp learning rate.", default=7e-4)
+    lr_decay: bool = _help("Decay the learning rate linearly to 0 over the run.", default=False)
+    gamma: float = _help("Discount factor γ.", default=0.99)
+    gae_lambda: float | None = _help("GAE λ; None gives plain n-step bootstrapped returns (the paper's A2C).",
+                                     default=None)
+    value_coef: float = _help("Weight of the value (critic) loss.", default=0.5)
+    entropy_coef: float = _help("Weight of the entropy bonus.", default=0.01)
+    max_grad_norm: float = _help("Clip the global gradient norm to this value.", default=0.5)
+    rms_alpha: float = _help("RMSProp smoothing constant α.", default=0.99)
+    rms_eps: float = _help("RMSProp ε.", default=1e-5)
+    # -- environment signal (None = the usual choice for the env: on for Atari, off otherwise)
+    clip_rewards: bool | None = _help("Learn from sign(reward); raw scores are still reported.", default=None)
+    episodic_life: bool | None = _help("End the learning episode at each life loss (Atari).", default=None)
+    env_backend: str = _help("Simulator backend: auto, ale_vector, sync or async.", default="auto")
+    # -- model
+    hidden_sizes: tuple[int, ...] = _help("Hidden layer sizes of the MLP (vector observations only).",
+                                          default=(64, 64))
+    # -- machine
+    seed: int = _help("Seed for parameters, sampling and simulators (simulator i gets seed + i).", default=1)
+    device: str = _help("'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.", default="auto")
+    torch_threads: int = _help("torch intra-op threads; 0 picks all cores.", default=0)
+    env_threads: int = _help("Native ALE simulator threads; 0 picks all cores.", default=0)
+    # -- bookkeeping
+    run_dir: str | None = _help("Where logs and checkpoints go; default runs/<run_name>.", default=None)
+    run_name: str | None = _help("Run name; default <env>__<algo>__<seed>__<unix time>.", default=None)
+    log_interval: int = _help("Write a progress row every this many updates.", default=10)
+    checkpoint_interval: int = _help("Save a checkpoint every this many updates (0: only at the end).",
+                                     default=1000)
+    keep_checkpoints: int = _help("How many recent checkpoints to keep on disk.", default=3)
+    resume: str | None = _help("Checkpoint file or run directory to continue from.", default=None)
+    tensorboard: bool = _help("Write TensorBoard event files.", default=True)
+    progress: bool = _help("Show a progress bar.", default=True)
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_sizes", "slow_learners"):
+            if isinstance(getattr(self, name), list):
+                setattr(self, name, tuple(getattr(self, name)))
+        validate(self)
+
+    # -- constructors and views
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> Config:
+        """A named preset (see ``PRESETS``) with some fields overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"preset: unknown preset {name!r}; accepted: {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update: num_steps × num_envs."""
+        return self.num_steps * self.num_envs
+
+    @property
+    def num_updates(self) -> int:
+        """Updates in the run: total_timesteps // batch_size (at least 1)."""
+        return max(1, self.total_timesteps // self.batch_size)
+
+    def resolved_run_name(self) -> str:
+        if self.run_name:
+            return self.run_name
+        env = self.env_id.replace("/", "_")
+        return f"{env}__{self.algo}__{self.seed}__{int(time.time())}"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The official GALA code's A2C on Atari: 16 simulators × 5 steps, RMSProp 7e-4, 10M agent steps (40M frames).
+    "atari": dict(env_id="PongNoFrameskip-v4", num_envs=16, num_steps=5, lr=7e-4, gamma=0.99,
+                  entropy_coef=0.01, value_coef=0.5, total_timesteps=10_000_000),
+    # A small, fast problem for tests and tutorials: solves CartPole-v1 (mean return ≥ 195) in ~100k steps.
+    "cartpole": dict(env_id="CartPole-v1", num_envs=8, num_steps=5, lr=7e-4, gamma=0.99,
+                     entropy_coef=0.0, value_coef=0.5, total_timesteps=150_000, checkpoint_interval=0),
+}
+
+ALGOS = ("a2c", "gala", "allreduce", "a3c")
+START_METHODS = ("spawn", "forkserver")
+ENV_BACKENDS = ("auto", "ale_vector", "sync", "async")
+
+
+def _fail(name: str, value: Any, accepted: str) -> None:
+    raise ValueError(f"{name}: got {value!r}; accepted: {accepted}")
+
+
+def _check_int(cfg: Config, name: str, minimum: int) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        _fail(name, value, f"an int >= {minimum}")
+
+
+def _check_float(cfg: Config, name: str, low: float, high: float, low_open: bool = False) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        _fail(name, value, f"a number in {'(' if low_open else '['}{low}, {high}]")
+    if value > high or value < low or (low_open and value == low):
+        _fail(name, value, f"a number in {'(' if low_open else '['}{low}, {high}]")
+
+
+def _check_choice(cfg: Config, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in choices:
+        _fail(name, value, ", ".join(repr(c) for c in choices))
+
+
+def _check_optional_bool(cfg: Config, name: str) -> None:
+    if getattr(cfg, name) not in (None, True, False):
+        _fail(name, getattr(cfg, name), "True, False or None (automatic)")
+
+
+def validate(cfg: Config) -> None:
+    """Raise ``ValueError`` naming the first field whose value is not accepted."""
+    if not isinstance(cfg.env_id, str) or not cfg.env_id:
+        _fail("env_id", cfg.env_id, "a non-empty environment id string")
+    _check_choice(cfg, "algo", ALGOS)
+    _check_choice(cfg, "env_backend", ENV_BACKENDS)
+    for name in ("total_timesteps", "num_envs", "num_steps", "log_interval", "keep_checkpoints", "num_learners",
+                 "peers"):
+        _check_int(cfg, name, 1)
+    for name in ("seed", "torch_threads", "env_threads", "checkpoint_interval", "diag_interval"):
+        _check_int(cfg, name, 0)
+    _validate_learners(cfg)
+    _check_float(cfg, "lr", 0.0, 10.0)
+    _check_float(cfg, "gamma", 0.0, 1.0)
+    if cfg.gae_lambda is not None:
+        _check_float(cfg, "gae_lambda", 0.0, 1.0)
+    for name in ("value_coef", "entropy_coef"):
+        _check_float(cfg, name, 0.0, 1e6)
+    _check_float(cfg, "max_grad_norm", 0.0, 1e9, low_open=True)
+    _check_float(cfg, "rms_alpha", 0.0, 1.0)
+    _check_float(cfg, "rms_eps", 0.0, 1.0, low_open=True)
+    for name in ("lr_decay", "tensorboard", "progress", "push_sum", "identical_init"):
+        if not isinstance(getattr(cfg, name), bool):
+            _fail(name, getattr(cfg, name), "True or False")
+    _check_optional_bool(cfg, "clip_rewards")
+    _check_optional_bool(cfg, "episodic_life")
+    if not (isinstance(cfg.hidden_sizes, tuple) and cfg.hidden_sizes
+            and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in cfg.hidden_sizes)):
+        _fail("hidden_sizes", cfg.hidden_sizes, "a non-empty tuple of positive ints")
+    if not isinstance(cfg.device, str) or not (cfg.device in ("auto", "cpu", "cuda")
+                                               or (cfg.device.startswith("cuda:") and cfg.device[5:].isdigit())):
+        _fail("device", cfg.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+    for name in ("run_dir", "run_name", "resume"):
+        value = getattr(cfg, name)
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            _fail(name, value, "a path string or None")
+
+
+def _validate_learners(cfg: Config) -> None:
+    from galakit.topology import TOPOLOGIES  # networkx is only needed once a config is checked
+
+    _check_choice(cfg, "start_method", START_METHODS)
+    _check_choice(cfg, "topology", tuple(TOPOLOGIES))
+    if cfg.sync_freq is not None:
+        _check_int(cfg, "sync_freq", 0)
+    if cfg.algo == "gala" and cfg.num_learners > 1 and cfg.peers >= cfg.num_learners:
+        _fail("peers", cfg.peers, f"an int in [1, num_learners - 1] = [1, {cfg.num_learners - 1}]")
+    if not (isinstance(cfg.slow_learners, tuple)
+            and all(isinstance(r, int) and 0 <= r < cfg.num_learners for r in cfg.slow_learners)):
+        _fail("slow_learners", cfg.slow_learners, f"a tuple of learner ranks in [0, {cfg.num_learners - 1}]")
+    _check_float(cfg, "slowdown", 1.0, 1e6)

@@ -1,0 +1,218 @@
+"""How the learners of a run are coupled: not at all (A2C), by gossip (GALA), by averaged gradients
+(AllReduce A2C) or through one shared model (A3C).
+
+Each coupling hooks into the same learner loop at three points::
+
+    coupling.before_rollout(model)          # A3C: pull the shared parameters
+    a2c_update(..., grad_hook=coupling.grad_hook)   # AllReduce: average the gradients before the step
+    coupling.after_update(model, k)         # GALA: one gossip step with the peers of step k
+
+GALA's gossip step (the official code's rule, on ``galakit.topology`` schedules): learner i sends θ_i to its
+out-peers of step k, then mixes what has arrived,
+
+    θ_i ← (w_ii θ_i + Σ_j w_ij θ_j) / (w_ii + Σ_j w_ij)     over the senders j with a fresh message,
+
+or, if nothing has arrived, skips mixing and carries on (asynchronous gossip). After ``sync_freq`` consecutive
+skips it blocks until its in-peers' messages arrive (``sync_freq=0``: always, i.e. synchronous gossip;
+``None``: never). With every in-peer fresh the weights are exactly the row of W_k; on a regular graph that is
+1/(p+1) each, as in the paper's code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from galakit.topology import Schedule, build_topology
+from galakit.transport import GossipChannel
+
+
+class Independent:
+    """Plain A2C: learners share nothing (one learner, or k independent ones)."""
+
+    grad_hook = None
+
+    def before_rollout(self, model: nn.Module) -> None:
+        pass
+
+    def after_update(self, model: nn.Module, update: int) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class AllReduce(Independent):
+    """Synchronous data-parallel A2C: after backward, every learner's gradient is replaced by the average over
+    all learners (one flattened all-reduce). Same initial parameters + same gradients + same optimizer ⇒ the
+    learners hold identical parameters after every update; the run moves at the pace of the slowest learner."""
+
+    def __init__(self, world_size: int):
+        self.world_size = world_size
+
+    def grad_hook(self, model: nn.Module) -> None:
+        grads = [p.grad for p in model.parameters()]
+        flat = torch.cat([g.flatten() for g in grads]).cpu()
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        vector_to_parameters(flat.to(grads[0].device), grads)
+
+
+class SharedModel(Independent):
+    """A3C (Hogwild): one model in shared memory. Each learner copies the shared parameters before its rollout,
+    computes its gradient on that copy and applies it to the shared model with a shared RMSProp, without locks
+    (Mnih et al. 2016). Runs on one machine only."""
+
+    def __init__(self, shared_model: nn.Module):
+        self.shared_model = shared_model
+
+    def before_rollout(self, model: nn.Module) -> None:
+        with torch.no_grad():
+            for local, shared in zip(model.parameters(), self.shared_model.parameters(), strict=True):
+                local.copy_(shared)
+
+
+class HogwildOptimizer:
+    """Applies gradients computed on a learner's local model to the shared model's optimizer."""
+
+    def __init__(self, local_model: nn.Module, shared_model: nn.Module, shared_optimizer: torch.optim.Optimizer):
+        self.local, self.shared, self.optimizer = local_model, shared_model, shared_optimizer
+        self.param_groups = shared_optimizer.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.local.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for local, shared in zip(self.local.parameters(), self.shared.parameters(), strict=True):
+            shared.grad = local.grad.to(shared.device)
+        self.optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+class SharedState:
+    """A3C's shared model and its RMSProp statistics (A3C's "shared RMSProp"), all in shared memory.
+
+    Built once by the launcher and handed to every learner process; each learner wraps it in its own optimizer
+    object, whose statistics are these shared tensors.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model.share_memory()
+        self.square_avg = [torch.zeros_like(p).share_memory_() for p in model.parameters()]
+        self.steps = [torch.zeros(()).share_memory_() for _ in model.parameters()]
+
+    def optimizer(self, cfg) -> torch.optim.RMSprop:
+        optimizer = torch.optim.RMSprop(self.model.parameters(), lr=cfg.lr, alpha=cfg.rms_alpha, eps=cfg.rms_eps)
+        for p, square_avg, step in zip(self.model.parameters(), self.square_avg, self.steps, strict=True):
+            optimizer.state[p] = {"step": step, "square_avg": square_avg}
+        return optimizer
+
+
+class Gossip(Independent):
+    """GALA: after each update, one gossip step with the peers that ``schedule`` gives for that step.
+
+    ``push_sum``: also gossip a weight w_i (Kempe et al. 2003): the sender keeps 1/(p+1) of (w_i θ_i, w_i) and
+    sends 1/(p+1) to each out-peer; the learner then uses θ_i = numerator / w_i. This recovers the true average
+    on directed graphs whose W is not doubly stochastic. Push-sum must not lose messages, so a learner then
+    waits for its previous message to leave before posting the next.
+    """
+
+    def __init__(self, schedule: Schedule, rank: int, model: nn.Module, sync_freq: int | None = None,
+                 push_sum: bool = False, stop: threading.Event | None = None, group=None):
+        self.schedule, self.rank, self.sync_freq, self.push_sum = schedule, rank, sync_freq, push_sum
+        self.stop = stop
+        dim = sum(p.numel() for p in model.parameters())
+        self.exact = sync_freq == 0 and not push_sum  # synchronous gossip: mix exactly the step-k messages
+        policy = "sum" if push_sum else "exact" if self.exact else "latest"
+        self.channel = GossipChannel(rank, schedule.n, dim, policy=policy, group=group)
+        self.ps_weight = 1.0
+        self.skips = 0
+        self.totals = {"mixed": 0, "skipped": 0, "waits": 0}
+
+    def after_update(self, model: nn.Module, update: int) -> dict[str, Any]:
+        peers = self.schedule.peers(self.rank, update)
+        params = list(model.parameters())
+        theta = parameters_to_vector(params).detach().cpu()  # staged through the CPU (shared GPUs, gloo)
+        own_weight = self._post(theta, update, peers.out_peers)
+        waited = 0.0
+        if self.sync_freq is not None and self.skips >= self.sync_freq:
+            waited = self.channel.mailbox.wait_for(peers.in_peers, update, self.stop)
+            self.totals["waits"] += 1
+        delivery = self.channel.mailbox.take(None if self.push_sum else self._weights(peers),
+                                             step=update if self.exact else None)
+        if delivery is None:
+            self.skips += 1
+            self.totals["skipped"] += 1
+            self.ps_weight = own_weight  # push-sum: θ = (share·θ)/share is unchanged, w shrank to our share
+            return self._stats(update, mixed=False, waited=waited, staleness=None)
+        if self.push_sum:
+            numerator = theta * own_weight + delivery.total
+            self.ps_weight = own_weight + delivery.weight
+            mixed = numerator / self.ps_weight
+        else:
+            mixed = (theta * peers.self_weight + delivery.total) / (peers.self_weight + delivery.weight)
+        with torch.no_grad():
+            vector_to_parameters(mixed.to(params[0].device), params)
+        self.skips = 0
+        self.totals["mixed"] += 1
+        return self._stats(update, mixed=True, waited=waited, staleness=update - min(delivery.steps))
+
+    def _post(self, theta: torch.Tensor, update: int, out_peers: tuple[int, ...]) -> float:
+        """Send θ (plain) or a 1/(p+1) share of (wθ, w) (push-sum); return the push-sum weight kept."""
+        if not self.push_sum:
+            self.channel.post(theta, update, out_peers)
+            return 1.0
+        share = self.ps_weight / (len(out_peers) + 1)
+        self.channel.post(theta * share, update, out_peers, weight=share, keep_every_message=True)
+        return share
+
+    def _weights(self, peers) -> dict[int, float]:
+        """w_ij for every possible sender: W_k's entry for this step's in-peers, their mean for anyone else (a
+        sender at another step of a time-varying schedule). Mailbox.take sums w_ij θ_j and Σ w_ij."""
+        default = sum(peers.in_weights) / max(1, len(peers.in_weights))
+        weights = dict.fromkeys(range(self.schedule.n), default)
+        weights.update(zip(peers.in_peers, peers.in_weights, strict=True))
+        return weights
+
+    def _stats(self, update: int, mixed: bool, waited: float, staleness: int | None) -> dict[str, Any]:
+        return {"gossip_mixed": int(mixed), "gossip_wait_s": waited, "staleness": staleness,
+                "consecutive_skips": self.skips, "messages_sent": self.channel.sent,
+                "messages_dropped": self.channel.dropped, "messages_received": self.channel.mailbox.received,
+                **{f"gossip_{k}_total": v for k, v in self.totals.items()}}
+
+    def close(self) -> None:
+        start = time.perf_counter()
+        self.channel.close()
+        self.close_seconds = time.perf_counter() - start
+
+
+def make_coupling(cfg, ctx, model: nn.Module) -> Independent:
+    """The coupling that ``cfg.algo`` asks for, for the learner described by ``ctx`` (a ``LearnerContext``)."""
+    if ctx.world_size == 1 or cfg.algo == "a2c":
+        return Independent()
+    if cfg.algo == "allreduce":
+        return AllReduce(ctx.world_size)
+    if cfg.algo == "a3c":
+        if ctx.shared is None:
+            raise ValueError("algo: 'a3c' shares one model in memory, so its learners must be started by galakit "
+                             "on one machine (not by torchrun); accepted there: 'gala', 'allreduce', 'a2c'")
+        return SharedModel(ctx.shared.model)
+    return Gossip(gossip_schedule(cfg, ctx.world_size), ctx.rank, model, cfg.sync_freq, cfg.push_sum, ctx.stop,
+                  ctx.gossip_group)
+
+
+def gossip_schedule(cfg, n: int) -> Schedule:
+    """The topology schedule of a GALA run of n learners (``cfg.peers`` applies to rings)."""
+    peers = {"peers": cfg.peers} if cfg.topology in ("ring", "undirected_ring") else {}
+    return build_topology(cfg.topology, n, seed=cfg.seed, **peers)

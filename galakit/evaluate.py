@@ -1,0 +1,52 @@
+"""Score a checkpoint: play full games with its policy and report raw (unclipped, all-lives) returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from galakit.a2c import sample_actions
+from galakit.checkpoint import load_checkpoint
+from galakit.config import Config
+from galakit.learner import build_env, resolve_device
+from galakit.models import make_model
+
+
+def load_policy(checkpoint: str, device: str = "cpu") -> tuple[torch.nn.Module, Config]:
+    """The model stored in a checkpoint file (or the newest one of a run directory) and its config."""
+    state = load_checkpoint(checkpoint)
+    cfg = Config(**{**state["config"], "resume": None})
+    env = build_env(cfg.replace(num_envs=1))
+    model = make_model(env.single_observation_space.shape, int(env.single_action_space.n), cfg.hidden_sizes)
+    env.close()
+    model.load_state_dict(state["model"])
+    return model.to(resolve_device(device)).eval(), cfg
+
+
+@torch.inference_mode()
+def evaluate(checkpoint: str, episodes: int = 10, deterministic: bool = False, seed: int = 10_000,
+             num_envs: int = 8, device: str = "cpu") -> np.ndarray:
+    """Raw returns of ``episodes`` full games played by the checkpoint's policy.
+
+    Games are spread evenly over ``num_envs`` simulators and only the first games of each count, so short games
+    are not over-represented. ``deterministic`` takes the most likely action instead of sampling π.
+    """
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes: got {episodes!r}; accepted: an int >= 1")
+    model, cfg = load_policy(checkpoint, device)
+    num_envs = min(num_envs, episodes)
+    wanted = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
+    env = build_env(cfg.replace(num_envs=num_envs), seed=seed)
+    scores: list[list[float]] = [[] for _ in range(num_envs)]
+    obs, _ = env.reset(seed=seed)
+    try:
+        while any(len(s) < w for s, w in zip(scores, wanted, strict=True)):
+            logits, _ = model(torch.as_tensor(obs, device=next(model.parameters()).device))
+            actions = logits.argmax(-1) if deterministic else sample_actions(logits)
+            obs, _, _, _, info = env.step(actions.cpu().numpy())
+            for i in np.flatnonzero(info["_episode"]):
+                if len(scores[i]) < wanted[i]:
+                    scores[i].append(float(info["episode"]["r"][i]))
+    finally:
+        env.close()
+    return np.array([r for s in scores for r in s])

@@ -1,0 +1,329 @@
+"""Start runs: ``galakit.train(config)`` from a notebook cell or a script, and learner processes.
+
+One learner of plain A2C trains in the calling process. Several learners (``num_learners > 1``, or
+``background=True``) each get an OS process, started with ``spawn`` (or ``forkserver``) from the entry point
+``worker_main`` in this module, and meet in a ``torch.distributed`` gloo process group on 127.0.0.1. Under
+``torchrun`` the same entry point runs, one process per learner, across machines (``galakit train`` detects it).
+
+Shutdown is the launcher's job. Learners ignore SIGINT and die with their parent (``PR_SET_PDEATHSIG``); a
+Ctrl-C / kernel interrupt in the parent, ``Run.stop()``, the end of the interpreter, or a learner that raises
+stops every learner: first by asking them to finish their update and save, then by terminating them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import queue as queue_module
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from galakit import checkpoint as ckpt
+from galakit.a2c import Episode
+from galakit.config import Config
+from galakit.coupling import SharedState, gossip_schedule
+from galakit.diagnostics import DiagnosticsBoard, consensus_reading
+from galakit.learner import Learner, LearnerContext, build_env, initial_model
+from galakit.metrics import Metrics
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+class LearnerError(RuntimeError):
+    """A learner process failed; the message names its rank and carries its traceback."""
+
+    def __init__(self, rank: int, details: str):
+        super().__init__(f"learner {rank} failed:\n{details}")
+        self.rank = rank
+
+
+def train(config: Config | None = None, callback: Callback | None = None, background: bool = False,
+          **overrides: Any) -> Metrics | Run:
+    """Train with ``config`` (default ``Config()``), fields optionally overridden by keyword.
+
+    Blocks with live progress and returns the run's ``Metrics`` (every finished game, every progress row, and
+    consensus readings). ``background=True`` returns a ``Run`` handle at once (``.wait()``, ``.stop()``,
+    ``.metrics``). ``callback(row)`` gets each progress row as it arrives (rows carry the learner's ``rank``).
+    """
+    config = config or Config()
+    if not isinstance(config, Config):
+        raise ValueError(f"config: got {type(config).__name__}; accepted: a galakit.Config")
+    if overrides:
+        config = config.replace(**overrides)
+    if config.num_learners == 1 and not background:
+        learner = Learner(config, callback=callback)
+        try:
+            return learner.run()
+        finally:
+            learner.close()
+    run = Run(config, callback=callback).start()
+    if background:
+        return run
+    try:
+        return run.wait()
+    except BaseException:  # KeyboardInterrupt included: no learner outlives the cell
+        run.stop()
+        raise
+
+
+# -- the learner process
+def worker_main(rank: int, world_size: int, cfg: Config, init_method: str, events=None, stop=None, shared=None,
+                board=None) -> None:
+    """Entry point of one learner process (spawned by ``Run`` or started by torchrun)."""
+    if events is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        _die_with_parent()
+    try:
+        dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size,
+                                timeout=timedelta(minutes=10))
+        gossip_group = dist.new_group(backend="gloo") if cfg.algo == "gala" else None
+        context = LearnerContext(rank, world_size, stop, shared, board, gossip_group)
+        report = (lambda row: events.put(("row", rank, row))) if events is not None else _print_row
+        learner = Learner(cfg, callback=report, context=context)
+        metrics = learner.run()
+        learner.close()
+        consensus = save_consensus(learner, shared)
+        if events is not None:
+            events.put(("done", rank, {"checkpoint": metrics.checkpoint, "consensus": consensus}))
+        else:
+            print(f"learner {rank}: {metrics.summary()}; checkpoint {metrics.checkpoint}", flush=True)
+    except BaseException:
+        if events is None:
+            raise
+        events.put(("error", rank, traceback.format_exc()))
+        events.close()
+        events.join_thread()
+        os._exit(1)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def save_consensus(learner: Learner, shared: SharedState | None) -> str | None:
+    """The learners' average parameters θ̄ (A3C: the shared model), saved by rank 0 as a checkpoint that
+    ``galakit evaluate`` scores like any other. Every learner must call it (one all-reduce)."""
+    if learner.ctx.world_size == 1:
+        return None
+    model = shared.model if shared is not None else learner.model
+    theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach().cpu()
+    if shared is None:
+        dist.all_reduce(theta)
+        theta /= learner.ctx.world_size
+    if learner.ctx.rank != 0:
+        return None
+    torch.nn.utils.vector_to_parameters(theta.to(learner.device), model.parameters())
+    state = {"config": learner.cfg.replace(num_learners=1, algo="a2c", resume=None).to_dict(),
+             "update": learner.update, "global_step": learner.global_step * learner.ctx.world_size,
+             "model": model.state_dict(), "consensus_of": learner.ctx.world_size}
+    path = ckpt.save_checkpoint(state, learner.run_dir.parent / "consensus", state["global_step"])
+    return str(path)
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent dies, even by SIGKILL, so no learner is left orphaned."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    print(f"learner {row['rank']} step {row['global_step']}: return {row['episodic_return_mean']:.2f}, "
+          f"SPS {row['SPS']:.0f}", flush=True)
+
+
+def torchrun_environment() -> tuple[int, int] | None:
+    """(rank, world size) when this process was started by torchrun, else None."""
+    if "TORCHELASTIC_RUN_ID" in os.environ or {"RANK", "WORLD_SIZE", "MASTER_ADDR"} <= set(os.environ):
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    return None
+
+
+# -- the launcher side
+class Run:
+    """A run of learner processes. Use it as a handle: ``.wait()``, ``.stop()``, ``.metrics`` (live),
+    ``.consensus`` (live diagnostics), ``.done``. Also a context manager that stops the run on exit."""
+
+    def __init__(self, cfg: Config, callback: Callback | None = None):
+        self.cfg, self.callback = cfg, callback
+        self.metrics = Metrics(run_dir=cfg.run_dir or os.path.join("runs", cfg.resolved_run_name()))
+        self.cfg = cfg.replace(run_dir=self.metrics.run_dir)
+        self.error: LearnerError | None = None
+        self._latest: dict[int, dict[str, Any]] = {}
+        self._finished: set[int] = set()
+        self._procs: list[Any] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> Run:
+        cfg, n = self.cfg, self.cfg.num_learners
+        ctx = mp.get_context(cfg.start_method)
+        self._events, self._stop = ctx.Queue(), ctx.Event()
+        shared, self._board, self._rho = self._shared_state(ctx)
+        init_method = f"tcp://127.0.0.1:{_free_port()}"
+        for rank in range(n):
+            proc = ctx.Process(target=worker_main, name=f"galakit-learner-{rank}",
+                               args=(rank, n, cfg, init_method, self._events, self._stop, shared, self._board))
+            proc.start()
+            self._procs.append(proc)
+        _RUNNING.add(self)
+        self._bar = _progress_bar(cfg)
+        self._monitor = threading.Thread(target=self._watch, name="galakit-monitor", daemon=True)
+        self._monitor.start()
+        return self
+
+    def _shared_state(self, ctx) -> tuple[SharedState | None, DiagnosticsBoard | None, float | None]:
+        """A3C's shared model and the diagnostics board need the parameter count: build the model once here."""
+        cfg = self.cfg
+        if cfg.algo != "a3c" and not cfg.diag_interval:
+            return None, None, None
+        env = build_env(cfg.replace(num_envs=1), num_threads=1)
+        model = initial_model(cfg, 0, env.single_observation_space.shape, int(env.single_action_space.n))
+        env.close()
+        shared = SharedState(model) if cfg.algo == "a3c" else None
+        dim = sum(p.numel() for p in model.parameters())
+        board = DiagnosticsBoard(cfg.num_learners, dim, ctx) if cfg.diag_interval else None
+        return shared, board, _topology_rho(cfg)
+
+    # -- watching
+    def _watch(self) -> None:
+        last_diag = -1
+        while not self.done:
+            try:
+                kind, rank, payload = self._events.get(timeout=0.2)
+                self._handle(kind, rank, payload)
+            except queue_module.Empty:
+                self._check_alive()
+            if self._board is not None and int(self._board.updates.max()) > last_diag:
+                reading = consensus_reading(self._board, self._rho)
+                if reading is not None:
+                    last_diag = reading["update_max"]
+                    self.metrics.consensus.append(reading)
+        if self._bar is not None:
+            self._bar.close()
+
+    def _handle(self, kind: str, rank: int, payload: Any) -> None:
+        if kind == "row":
+            episodes = [Episode(*e, rank=rank) for e in payload.pop("new_episodes")]
+            with self._lock:
+                self.metrics.episodes += episodes
+                self.metrics.progress.append(payload)
+                self._latest[rank] = payload
+            self._update_bar()
+            if self.callback is not None:
+                self.callback(payload)
+        elif kind == "done":
+            self._finished.add(rank)
+            self.metrics.checkpoint = payload["consensus"] or self.metrics.checkpoint
+            if len(self._finished) == len(self._procs):
+                self._join(timeout=30)
+        elif kind == "error":
+            self.error = LearnerError(rank, payload)
+            self._terminate()
+
+    def _check_alive(self) -> None:
+        for rank, proc in enumerate(self._procs):
+            if proc.exitcode not in (None, 0) and rank not in self._finished and self.error is None:
+                time.sleep(0.5)  # its error message may still be in the queue
+                if self.error is None and self._events.empty():
+                    self.error = LearnerError(rank, f"process exited with code {proc.exitcode} (no traceback)")
+                    self._terminate()
+
+    def _update_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.n = sum(row["global_step"] for row in self._latest.values())
+            returns = [row["episodic_return_mean"] for row in self._latest.values()]
+            self._bar.set_postfix(ret=" ".join(f"{r:.1f}" for r in returns), refresh=False)
+            self._bar.update(0)
+
+    # -- controlling
+    @property
+    def done(self) -> bool:
+        return bool(self._procs) and all(p.exitcode is not None for p in self._procs)
+
+    def wait(self, timeout: float | None = None) -> Metrics:
+        """Block until every learner has finished; raise ``LearnerError`` if one failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done and self.error is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run still going after {timeout} s")
+            time.sleep(0.05)
+        self._monitor.join(timeout=5)
+        if self.error is not None:
+            self._terminate()
+            raise self.error
+        self._join(timeout=5)
+        return self.metrics
+
+    def stop(self, timeout: float = 10.0) -> Metrics:
+        """Ask every learner to finish its update and save, then terminate any still running after ``timeout``."""
+        if self._procs:
+            self._stop.set()
+            self._join(timeout)
+            self._terminate()
+        return self.metrics
+
+    def _join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for proc in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+
+    def _terminate(self) -> None:
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in self._procs:
+            proc.join(3)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(3)
+        _RUNNING.discard(self)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+_RUNNING: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_runs() -> None:
+    for run in list(_RUNNING):
+        run.stop(timeout=5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _topology_rho(cfg: Config) -> float | None:
+    """ρ of one period of the run's gossip schedule (GALA), 0 for allreduce, None when nothing couples."""
+    if cfg.algo == "allreduce":
+        return 0.0
+    if cfg.algo != "gala":
+        return None
+    return gossip_schedule(cfg, cfg.num_learners).rho()
+
+
+def _progress_bar(cfg: Config):
+    if not cfg.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    total = cfg.num_updates * cfg.batch_size * cfg.num_learners
+    return tqdm(total=total, unit="step", desc=f"{cfg.algo} ×{cfg.num_learners} {cfg.env_id}", dynamic_ncols=True)

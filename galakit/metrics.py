@@ -1,0 +1,103 @@
+"""Metrics of a run: what the notebook gets back, and what goes to CSV and TensorBoard.
+
+Names follow CleanRL's TensorBoard tags (``charts/episodic_return``, ``charts/SPS``, ``losses/value_loss``, …).
+Two CSV files per run: ``progress.csv`` (one row per ``log_interval`` updates) and ``episodes.csv`` (one row per
+finished game, raw score). Rows are written whole and flushed, so a crash leaves complete lines.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from galakit.a2c import Episode
+
+PROGRESS_FIELDS = ("rank", "global_step", "update", "time", "SPS", "episodes", "episodic_return_mean",
+                   "episodic_length_mean", "learning_rate", "policy_loss", "value_loss", "entropy",
+                   "explained_variance", "grad_norm", "step_norm", "gossip_mixed_total", "gossip_skipped_total",
+                   "gossip_waits_total", "gossip_wait_s", "staleness", "consecutive_skips", "messages_sent",
+                   "messages_received", "messages_dropped")
+TENSORBOARD_TAGS = {"SPS": "charts/SPS", "learning_rate": "charts/learning_rate",
+                    "episodic_return_mean": "charts/episodic_return_mean", "policy_loss": "losses/policy_loss",
+                    "value_loss": "losses/value_loss", "entropy": "losses/entropy",
+                    "explained_variance": "losses/explained_variance", "grad_norm": "losses/grad_norm"}
+
+
+@dataclass
+class Metrics:
+    """What ``galakit.train`` returns: every finished game and every progress row of the run."""
+
+    episodes: list[Episode] = field(default_factory=list)
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: str | None = None
+    checkpoint: str | None = None
+    consensus: list[dict[str, Any]] = field(default_factory=list)
+
+    def returns(self) -> np.ndarray:
+        """Raw full-game returns in the order the games ended."""
+        return np.array([e.ret for e in self.episodes], dtype=np.float64)
+
+    def mean_return(self, last: int = 100, rank: int | None = None) -> float:
+        """Mean raw return of the last ``last`` games (of learner ``rank``, or of all); NaN before any game."""
+        r = np.array([e.ret for e in self.episodes if rank is None or e.rank == rank])[-last:]
+        return float(r.mean()) if len(r) else float("nan")
+
+    def summary(self) -> str:
+        steps = self.progress[-1]["global_step"] if self.progress else 0
+        return (f"{steps} steps, {len(self.episodes)} games, mean raw return (last 100) "
+                f"{self.mean_return():.2f}")
+
+
+class MetricsWriter:
+    """Appends progress rows and episodes to CSV files and, optionally, TensorBoard."""
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, hparams: dict[str, Any] | None = None):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._progress = self._open_csv("progress.csv", PROGRESS_FIELDS)
+        self._episodes = self._open_csv("episodes.csv", ("global_step", "return", "length"))
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # imported lazily: it is slow to import
+
+            self._tb = SummaryWriter(str(self.run_dir))
+            if hparams:
+                table = "\n".join(f"|{k}|{v}|" for k, v in hparams.items())
+                self._tb.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+
+    def _open_csv(self, name: str, fields: tuple[str, ...]):
+        path = self.run_dir / name
+        new = not path.exists() or path.stat().st_size == 0
+        f = open(path, "a", newline="")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+            f.flush()
+        return f, writer
+
+    def episode(self, e: Episode) -> None:
+        f, writer = self._episodes
+        writer.writerow({"global_step": e.global_step, "return": e.ret, "length": e.length})
+        f.flush()
+        if self._tb:
+            self._tb.add_scalar("charts/episodic_return", e.ret, e.global_step)
+            self._tb.add_scalar("charts/episodic_length", e.length, e.global_step)
+
+    def progress(self, row: dict[str, Any]) -> None:
+        f, writer = self._progress
+        writer.writerow(row)
+        f.flush()
+        if self._tb:
+            for key, tag in TENSORBOARD_TAGS.items():
+                if row.get(key) is not None and np.isfinite(row[key]):
+                    self._tb.add_scalar(tag, row[key], row["global_step"])
+
+    def close(self) -> None:
+        for f, _ in (self._progress, self._episodes):
+            f.close()
+        if self._tb:
+            self._tb.close()

@@ -1,0 +1,113 @@
+"""Matplotlib views of gossip: a topology at step k, a mixing matrix, and consensus error against the predicted
+rate and the ε-ball bound. Views only: they draw what `topology`, `gossip` and `consensus` computed.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
+from matplotlib.axes import Axes
+
+from galakit.consensus import epsilon_bound
+from galakit.gossip import Trace
+from galakit.topology import Schedule
+
+ACTIVE_COLOR = "tab:red"
+IDLE_COLOR = "0.85"
+
+
+def draw_topology(schedule: Schedule, step: int = 0, *, ax: Axes | None = None, values: np.ndarray | None = None,
+                  active_edges: np.ndarray | None = None, vmin: float | None = None, vmax: float | None = None,
+                  cmap: str = "viridis", node_size: float = 300) -> Axes:
+    """Draw the learners on a fixed circle, every link of the period in grey and the messages of step k in red.
+
+    Args:
+        schedule: the topology.
+        step: the gossip step k whose messages are highlighted (``schedule.edges(k)``).
+        values: optional (n,) colour per learner, e.g. ``trace.values[k, :, 0]`` or a distance to the average;
+            fix ``vmin``/``vmax`` to keep colours comparable across steps.
+        active_edges: (E, 2) rows (sender, receiver) to highlight instead, e.g. ``trace.active_edges[k]``.
+    Arrows point from sender to receiver. Highlighted arrows carry the gid ``"active-edge"``.
+    """
+    ax = ax if ax is not None else plt.subplots(figsize=(4, 4))[1]
+    n = schedule.n
+    pos = nx.circular_layout(range(n))  # fixed: learner i always sits at the same place
+    every = {tuple(e) for k in range(schedule.period) for e in schedule.edges(k).tolist()}
+    active = {tuple(e) for e in (schedule.edges(step) if active_edges is None else np.asarray(active_edges)).tolist()}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(n))
+    style = dict(ax=ax, arrows=True, arrowstyle="-|>", connectionstyle="arc3,rad=0.08", node_size=node_size)
+    nx.draw_networkx_edges(graph, pos, edgelist=sorted(every - active), edge_color=IDLE_COLOR, width=0.8, **style)
+    for patch in nx.draw_networkx_edges(graph, pos, edgelist=sorted(active), edge_color=ACTIVE_COLOR, width=2.0,
+                                        arrowsize=12, **style) or []:
+        patch.set_gid("active-edge")
+    if values is None:
+        nx.draw_networkx_nodes(graph, pos, ax=ax, node_color="tab:blue", node_size=node_size)
+    else:
+        nodes = nx.draw_networkx_nodes(graph, pos, ax=ax, node_color=np.asarray(values, dtype=float), cmap=cmap,
+                                       vmin=vmin, vmax=vmax, node_size=node_size)
+        ax.figure.colorbar(nodes, ax=ax, shrink=0.7)
+    if n <= 32:
+        nx.draw_networkx_labels(graph, pos, ax=ax, font_size=8, font_color="white")
+    ax.set_title(f"{schedule.name}, step {step} (graph {step % schedule.period + 1} of {schedule.period})")
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax
+
+
+def draw_mixing_matrix(W: np.ndarray | Schedule, step: int = 0, *, ax: Axes | None = None,
+                       annotate: bool | None = None) -> Axes:
+    """Heatmap of W (or of ``schedule.mixing_matrix(step)``): row i = the weights learner i gives, column j = the
+    shares of sender j. Entries are written in the cells when n ≤ 10 (or ``annotate=True``)."""
+    ax = ax if ax is not None else plt.subplots(figsize=(4, 3.5))[1]
+    matrix = W.mixing_matrix(step) if isinstance(W, Schedule) else np.asarray(W, dtype=float)
+    n = matrix.shape[0]
+    image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(float(matrix.max()), 1e-12))
+    ax.figure.colorbar(image, ax=ax, shrink=0.8)
+    if annotate if annotate is not None else n <= 10:
+        for i, j in zip(*np.nonzero(matrix), strict=True):
+            ax.text(j, i, f"{matrix[i, j]:.2g}", ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i, j] > 0.6 * matrix.max() else "black")
+    ax.set_xlabel("j (sender)")
+    ax.set_ylabel("i (receiver)")
+    title = f"W_{step}" if isinstance(W, Schedule) else "W"
+    ax.set_title(f"{title}[i, j]: weight learner i gives to j")
+    return ax
+
+
+def plot_consensus(trace: Trace, *, ax: Axes | None = None, rho: float | None = None, window: int = 1,
+                   alpha: float = 0.0, grad_bound: float = 0.0, pairwise: bool = False) -> Axes:
+    """Consensus error ‖X_k − 1x̄ᵀ‖_F against k (log scale), with the predicted rate and the ε-ball bound.
+
+    Args:
+        trace: a simulation (`galakit.gossip`).
+        rho, window: ρ and the number of steps it covers (``schedule.rho()``, ``schedule.period``); draws the
+            bound ``epsilon_bound(ρ, α, G, n, ‖E_0‖, k, τ)``: the predicted rate ρ^{k/τ} ‖E_0‖ when there are
+            no local updates, plus the dashed ε-ball radius sup_k when α G > 0.
+        alpha, grad_bound: the local step size α and the bound G used in the simulation.
+        pairwise: also draw the largest pairwise distance.
+    Exact zeros (e.g. one-peer exponential gossip on 2^m learners) are drawn at 1e-16 × the largest error.
+    """
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 3.5))[1]
+    error = trace.consensus_error
+    n, k = trace.distance_to_average.shape[1], np.arange(trace.steps + 1)
+    floor = 1e-16 * (float(error.max()) or 1.0)
+    ax.plot(k, np.maximum(error, floor), color="tab:blue", label="‖X_k − 1x̄ᵀ‖_F (simulated)")
+    if pairwise:
+        ax.plot(k, np.maximum(trace.max_pairwise, floor), color="tab:green", lw=1,
+                label="max pairwise distance" + ("" if trace.pairwise_exact else " (upper bound)"))
+    if rho is not None:
+        bound = [epsilon_bound(rho, alpha, grad_bound, n, e0=float(error[0]), k=int(t), window=window) for t in k]
+        noisy = alpha * grad_bound > 0
+        ax.plot(k, np.maximum(bound, floor), color="tab:orange", ls="--",
+                label=f"bound (ρ = {rho:.3g})" if noisy else f"predicted ρ^(k/{window})·‖E_0‖ (ρ = {rho:.3g})")
+        if noisy:
+            radius = epsilon_bound(rho, alpha, grad_bound, n, e0=float(error[0]), window=window)
+            ax.axhline(radius, color="tab:red", ls=":", label=f"ε-ball bound sup_k = {radius:.3g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("gossip step k")
+    ax.set_ylabel("consensus error")
+    ax.set_title(f"{trace.schedule} ({trace.mode}), n = {n}")
+    ax.legend(fontsize=7)
+    return ax

@@ -1,0 +1,120 @@
+"""ε-ball diagnostics (galakit.consensus): distances, the bound, predicted steps."""
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+from galakit.consensus import (
+    consensus_error,
+    distance_to_average,
+    epsilon_bound,
+    max_pairwise_distance,
+    predicted_steps,
+    stack_parameters,
+)
+from galakit.gossip import simulate_sync
+from galakit.topology import build_topology
+
+X = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]])  # average (1, 1)
+
+
+def test_distance_to_average_of_a_matrix():
+    assert np.allclose(distance_to_average(X), [math.sqrt(2), math.sqrt(2), 2.0])
+    assert consensus_error(X) == pytest.approx(math.sqrt(8))
+
+
+def test_list_of_tensors_and_state_dicts_give_the_same_distances():
+    tensors = [torch.tensor(row, dtype=torch.float64) for row in X]
+    state_dicts = [OrderedDict(w=torch.tensor([[a]]), steps=torch.tensor(7), b=torch.tensor([b])) for a, b in X]
+    assert np.allclose(distance_to_average(tensors), distance_to_average(X))
+    assert np.allclose(distance_to_average(state_dicts), distance_to_average(X))
+
+
+def test_state_dicts_are_flattened_in_key_order_skipping_integer_buffers():
+    sd = OrderedDict(b=torch.tensor([1.0, 2.0]), count=torch.tensor(3), a=torch.tensor([[4.0], [5.0]]))
+    assert stack_parameters([sd, sd]).tolist() == [[1.0, 2.0, 4.0, 5.0]] * 2
+
+
+def test_state_dicts_with_different_keys_are_rejected():
+    with pytest.raises(ValueError, match="state_dict 1 has different floating-point keys .* missing \\['b'\\]"):
+        stack_parameters([{"a": torch.zeros(1), "b": torch.zeros(1)}, {"a": torch.zeros(1)}])
+
+
+def test_learners_with_different_sizes_are_rejected():
+    with pytest.raises(ValueError, match="same number of parameters, got sizes \\[2, 3\\]"):
+        distance_to_average([np.zeros(2), np.zeros(3)])
+
+
+def test_empty_params_are_rejected():
+    with pytest.raises(ValueError, match="empty"):
+        distance_to_average([])
+
+
+def test_distance_to_a_given_center():
+    assert np.allclose(distance_to_average(X, center=np.zeros(2)), [0.0, 2.0, math.sqrt(10)])
+
+
+def test_max_pairwise_distance_matches_brute_force_across_chunks():
+    x = np.random.default_rng(0).normal(size=(10, 4))
+    brute = max(np.linalg.norm(a - b) for a in x for b in x)
+    assert max_pairwise_distance(x, chunk_size=3) == pytest.approx(brute, rel=1e-12)
+
+
+def test_max_pairwise_distance_stays_accurate_near_consensus():
+    x = 1e4 + np.array([[0.0, 0.0], [3e-9, 4e-9]])  # a Gram-matrix formula would return noise here
+    assert max_pairwise_distance(x) == pytest.approx(5e-9, rel=1e-3)
+
+
+def test_epsilon_bound_at_step_zero_is_the_initial_error():
+    assert epsilon_bound(0.9, 0.1, 1.0, 16, e0=3.0, k=0) == 3.0
+
+
+def test_epsilon_bound_sup_is_e0_plus_alpha_rho_sqrt_n_g_over_one_minus_rho():
+    rho, alpha, g, n = 0.9493, 0.01, 1.0, 16
+    assert epsilon_bound(rho, alpha, g, n) == pytest.approx(alpha * rho * 4 * g / (1 - rho))  # note §6.9: 0.748
+    assert epsilon_bound(rho, alpha, g, n) == pytest.approx(0.748, abs=1e-3)
+    assert epsilon_bound(rho, alpha, g, n, e0=2.0) == pytest.approx(2.0 + 0.748, abs=1e-3)
+
+
+def test_epsilon_bound_at_step_k_increases_to_the_sup():
+    bounds = [epsilon_bound(0.8, 0.1, 1.0, 4, k=k) for k in range(200)]
+    assert np.all(np.diff(bounds) >= 0)
+    assert bounds[-1] == pytest.approx(epsilon_bound(0.8, 0.1, 1.0, 4))
+
+
+def test_epsilon_bound_over_windows_of_a_time_varying_schedule():
+    # σ = 0 (exact after τ = 4 steps): a window adds at most τ α √n G, plus r α √n G inside the next one.
+    assert epsilon_bound(0.0, 0.1, 1.0, 16, window=4, k=6) == pytest.approx(0.4 * (4 + 2))
+    assert epsilon_bound(0.0, 0.1, 1.0, 16, window=4) == pytest.approx(0.4 * (4 + 3))
+
+
+def test_epsilon_bound_is_infinite_without_contraction():
+    assert epsilon_bound(1.0, 0.1, 1.0, 4) == math.inf
+    assert epsilon_bound(1.0, 0.0, 1.0, 4, e0=2.0) == 2.0
+
+
+@pytest.mark.parametrize("bad", [{"rho": -0.1}, {"alpha": -1.0}, {"grad_bound": float("nan")}, {"e0": -1.0}])
+def test_epsilon_bound_rejects_negative_inputs(bad):
+    args = {"rho": 0.5, "alpha": 0.1, "grad_bound": 1.0, "n": 4} | bad
+    with pytest.raises(ValueError, match=f"{next(iter(bad))} must be ≥ 0"):
+        epsilon_bound(**args)
+
+
+def test_predicted_steps():
+    assert predicted_steps(0.5, 0.25) == 2  # exactly, despite round-off in log(0.25)/log(0.5)
+    assert predicted_steps(0.5, 0.2) == 3
+    assert predicted_steps(0.0, 1e-9, window=4) == 4
+    assert predicted_steps(1.0, 0.1) == math.inf
+    assert predicted_steps(0.9, 1.0) == 0
+
+
+@pytest.mark.parametrize("n", [4, 8, 16])
+def test_gossip_reaches_the_predicted_error_within_the_predicted_steps(n):
+    schedule = build_topology("ring", n)
+    x0 = np.random.default_rng(n).normal(size=(n, 3))
+    k = predicted_steps(schedule.rho(), 1e-6)
+    error = simulate_sync(schedule, x0, k).consensus_error
+    assert error[k] <= 1e-6 * error[0]
