@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 
@@ -27,6 +28,10 @@ def _parse_optional_float(text: str) -> float | None:
     return None if text.lower() == "none" else float(text)
 
 
+def _parse_optional_int(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
@@ -38,6 +43,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=_parse_optional_bool, metavar="{true,false,auto}", help=help_text)
         elif kind == float | None:
             parser.add_argument(flag, type=_parse_optional_float, metavar="FLOAT|none", help=help_text)
+        elif kind == int | None:
+            parser.add_argument(flag, type=_parse_optional_int, metavar="INT|none", help=help_text)
         elif kind == tuple[int, ...]:
             parser.add_argument(flag, type=int, nargs="+", metavar="N", help=help_text)
         else:
@@ -70,13 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from galakit.launch import train
+        from galakit.launch import torchrun_environment, train, worker_main
 
         try:
             cfg = config_from_args(args)
         except ValueError as err:
             print(f"galakit train: {err}", file=sys.stderr)
             return 2
+        ranks = torchrun_environment()
+        if ranks is not None:  # one learner of a torchrun job: the job is the launcher
+            rank, world_size = ranks
+            if cfg.run_dir is None:  # every rank must agree on it: name it after the job, not the clock
+                job = os.environ.get("TORCHELASTIC_RUN_ID", "job")
+                cfg = cfg.replace(run_dir=f"runs/{cfg.env_id.replace('/', '_')}__{cfg.algo}__{cfg.seed}__{job}")
+            worker_main(rank, world_size, cfg.replace(num_learners=world_size), init_method="env://")
+            return 0
         metrics = train(cfg)
         print(f"{metrics.summary()}\nrun directory: {metrics.run_dir}\ncheckpoint: {metrics.checkpoint}")
     elif args.command == "evaluate":

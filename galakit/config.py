@@ -30,7 +30,8 @@ class Config:
                         default="CartPole-v1")
     algo: str = _help("'gala' (gossip), 'a2c' (independent learners), 'allreduce' (averaged gradients) or "
                       "'a3c' (shared model, Hogwild).", default="a2c")
-    total_timesteps: int = _help("Agent steps to train for, summed over all simulators (1 step = 4 Atari frames).",
+    total_timesteps: int = _help("Agent steps to train for, summed over all simulators of all learners "
+                                 "(1 step = 4 Atari frames).",
                                  default=100_000)
     num_envs: int = _help("Simulators per learner (the vector of environments stepped together).", default=16)
     num_steps: int = _help("Rollout length n: steps per simulator between two updates (n-step returns).",
@@ -115,8 +116,8 @@ class Config:
 
     @property
     def num_updates(self) -> int:
-        """Updates in the run: total_timesteps // batch_size (at least 1)."""
-        return max(1, self.total_timesteps // self.batch_size)
+        """Updates of each learner: total_timesteps // (batch_size × num_learners), at least 1."""
+        return max(1, self.total_timesteps // (self.batch_size * self.num_learners))
 
     def resolved_run_name(self) -> str:
         if self.run_name:

@@ -171,7 +171,7 @@ class Gossip(Independent):
     def _post(self, theta: torch.Tensor, update: int, out_peers: tuple[int, ...]) -> float:
         """Send θ (plain) or a 1/(p+1) share of (wθ, w) (push-sum); return the push-sum weight kept."""
         if not self.push_sum:
-            self.channel.post(theta, update, out_peers)
+            self.channel.post(theta, update, out_peers, keep_every_message=self.exact)
             return 1.0
         share = self.ps_weight / (len(out_peers) + 1)
         self.channel.post(theta * share, update, out_peers, weight=share, keep_every_message=True)

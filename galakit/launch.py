@@ -198,17 +198,21 @@ class Run:
     # -- watching
     def _watch(self) -> None:
         last_diag = -1
-        while not self.done:
+        while True:
+            finished = self.done  # read before draining: what they sent before exiting is in the queue
             try:
-                kind, rank, payload = self._events.get(timeout=0.2)
-                self._handle(kind, rank, payload)
+                while True:
+                    self._handle(*self._events.get(timeout=0.2))
             except queue_module.Empty:
-                self._check_alive()
+                pass
             if self._board is not None and int(self._board.updates.max()) > last_diag:
                 reading = consensus_reading(self._board, self._rho)
                 if reading is not None:
                     last_diag = reading["update_max"]
                     self.metrics.consensus.append(reading)
+            if finished:
+                break
+            self._check_alive()
         if self._bar is not None:
             self._bar.close()
 
@@ -225,18 +229,16 @@ class Run:
         elif kind == "done":
             self._finished.add(rank)
             self.metrics.checkpoint = payload["consensus"] or self.metrics.checkpoint
-            if len(self._finished) == len(self._procs):
-                self._join(timeout=30)
         elif kind == "error":
             self.error = LearnerError(rank, payload)
             self._terminate()
 
     def _check_alive(self) -> None:
-        for rank, proc in enumerate(self._procs):
-            if proc.exitcode not in (None, 0) and rank not in self._finished and self.error is None:
+        for rank, code in enumerate(self._exitcodes()):
+            if code not in (None, 0) and rank not in self._finished and self.error is None:
                 time.sleep(0.5)  # its error message may still be in the queue
                 if self.error is None and self._events.empty():
-                    self.error = LearnerError(rank, f"process exited with code {proc.exitcode} (no traceback)")
+                    self.error = LearnerError(rank, f"process exited with code {code} (no traceback)")
                     self._terminate()
 
     def _update_bar(self) -> None:
@@ -249,7 +251,12 @@ class Run:
     # -- controlling
     @property
     def done(self) -> bool:
-        return bool(self._procs) and all(p.exitcode is not None for p in self._procs)
+        return bool(self._procs) and all(code is not None for code in self._exitcodes())
+
+    def _exitcodes(self) -> list[int | None]:
+        # One thread at a time asks the OS (waitpid): two at once can each miss the exit status.
+        with self._lock:
+            return [p.exitcode for p in self._procs]
 
     def wait(self, timeout: float | None = None) -> Metrics:
         """Block until every learner has finished; raise ``LearnerError`` if one failed."""
@@ -274,19 +281,19 @@ class Run:
         return self.metrics
 
     def _join(self, timeout: float) -> None:
+        """Wait for the learners to exit while the monitor keeps draining their queue (a process cannot exit
+        before its queued messages are read)."""
         deadline = time.monotonic() + timeout
-        for proc in self._procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
+        while not self.done and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _terminate(self) -> None:
-        for proc in self._procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in self._procs:
-            proc.join(3)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(3)
+        for signal_them in ("terminate", "kill"):
+            with self._lock:
+                for proc, code in zip(self._procs, [p.exitcode for p in self._procs], strict=True):
+                    if code is None:
+                        getattr(proc, signal_them)()
+            self._join(3)
         _RUNNING.discard(self)
 
     def __enter__(self) -> Run:

@@ -52,8 +52,13 @@ def build_env(cfg: Config, seed: int | None = None, num_threads: int | None = No
 def initial_model(cfg: Config, rank: int, obs_shape: tuple[int, ...], num_actions: int) -> torch.nn.Module:
     """θ_0 of learner ``rank``: drawn with ``cfg.seed``, so identical on every learner (as in GALA), unless
     ``cfg.identical_init`` is False (then drawn with ``seed + rank``)."""
-    torch.manual_seed(cfg.seed if cfg.identical_init else cfg.seed + rank)
-    return make_model(obs_shape, num_actions, cfg.hidden_sizes)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # orthogonal init (a QR) rounds differently with other thread counts
+    try:
+        torch.manual_seed(cfg.seed if cfg.identical_init else cfg.seed + rank)
+        return make_model(obs_shape, num_actions, cfg.hidden_sizes)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def local_learners(world_size: int) -> int:

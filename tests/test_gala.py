@@ -1,0 +1,208 @@
+"""Several learner processes: gossip reaches consensus, AllReduce keeps learners identical, asynchrony,
+clean shutdown and errors, torchrun, and learning CartPole with GALA, AllReduce and A3C."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import galakit
+from galakit.checkpoint import list_checkpoints, load_checkpoint
+from galakit.config import Config
+from galakit.launch import LearnerError
+from galakit.learner import initial_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cfg(tmp_path, **kw) -> Config:
+    base = dict(env_id="CartPole-v1", num_envs=2, num_steps=5, run_dir=str(tmp_path / "run"), progress=False,
+                tensorboard=False, log_interval=10, checkpoint_interval=0, entropy_coef=0.0)
+    return Config(**{**base, **kw})
+
+
+def final_params(run_dir, n) -> torch.Tensor:
+    """(n, D): each learner's parameters in its last checkpoint."""
+    rows = []
+    for rank in range(n):
+        state = load_checkpoint(list_checkpoints(f"{run_dir}/learner_{rank}/checkpoints")[-1])
+        rows.append(torch.cat([p.flatten() for p in state["model"].values()]))
+    return torch.stack(rows)
+
+
+def max_pairwise(params: torch.Tensor) -> float:
+    return float(torch.cdist(params, params).max().detach())
+
+
+def children_of(pid: int) -> list[int]:
+    """Learner processes started by ``pid`` (spawned children; not multiprocessing's resource tracker)."""
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "spawn_main" in line]
+
+
+@pytest.mark.parametrize("topology", ["ring", "one_peer_exponential"])
+def test_gossip_drives_learners_with_different_initial_parameters_to_consensus(tmp_path, topology):
+    c = cfg(tmp_path, algo="gala", num_learners=4, topology=topology, lr=0.0, identical_init=False,
+            total_timesteps=4 * 2 * 5 * 400)
+    galakit.train(c)
+    first = torch.stack([torch.nn.utils.parameters_to_vector(initial_model(c, r, (4,), 2).parameters())
+                         for r in range(4)])
+    assert max_pairwise(first) > 1.0
+    assert max_pairwise(final_params(c.run_dir, 4)) < 1e-5
+
+
+def test_synchronous_doubly_stochastic_gossip_preserves_the_average(tmp_path):
+    c = cfg(tmp_path, algo="gala", num_learners=4, topology="ring", sync_freq=0, lr=0.0, identical_init=False,
+            total_timesteps=4 * 2 * 5 * 100)
+    galakit.train(c)
+    first = torch.stack([torch.nn.utils.parameters_to_vector(initial_model(c, r, (4,), 2).parameters())
+                         for r in range(4)])
+    last = final_params(c.run_dir, 4)
+    assert max_pairwise(last) < 1e-5
+    assert torch.allclose(last.mean(0), first.mean(0), atol=1e-6)
+
+
+def test_same_seed_gives_every_learner_the_same_initial_parameters(tmp_path):
+    c = cfg(tmp_path, algo="a2c", num_learners=3, lr=0.0, total_timesteps=3 * 2 * 5 * 3)
+    galakit.train(c)
+    params = final_params(c.run_dir, 3)
+    assert max_pairwise(params) == 0.0
+    assert torch.equal(params[0], torch.nn.utils.parameters_to_vector(initial_model(c, 0, (4,), 2).parameters()))
+
+
+def test_allreduce_keeps_learners_identical_after_every_update(tmp_path):
+    updates = 12
+    c = cfg(tmp_path, algo="allreduce", num_learners=2, total_timesteps=2 * 2 * 5 * updates, checkpoint_interval=1,
+            keep_checkpoints=100, lr=1e-2)
+    galakit.train(c)
+    per_learner = [list_checkpoints(f"{c.run_dir}/learner_{r}/checkpoints") for r in range(2)]
+    assert len(per_learner[0]) == len(per_learner[1]) == updates
+    for a, b in zip(*per_learner, strict=True):
+        pa = torch.cat([p.flatten() for p in load_checkpoint(a)["model"].values()])
+        pb = torch.cat([p.flatten() for p in load_checkpoint(b)["model"].values()])
+        assert torch.allclose(pa, pb, atol=1e-6)
+    first = torch.nn.utils.parameters_to_vector(initial_model(c, 0, (4,), 2).parameters())
+    assert not torch.allclose(pa, first)  # they did learn
+
+
+def _update_rate(tmp_path, name, **kw) -> tuple[float, dict]:
+    """Updates/s of learner 1 (never slowed) and its last progress row."""
+    c = cfg(tmp_path / name, algo="gala", num_learners=2, total_timesteps=2 * 2 * 5 * 400, log_interval=400,
+            torch_threads=1, **kw)
+    metrics = galakit.train(c)
+    row = [r for r in metrics.progress if r["rank"] == 1][-1]
+    return row["SPS"] / c.batch_size, row
+
+
+def test_a_slow_learner_slows_the_others_only_when_gossip_must_wait(tmp_path):
+    base, _ = _update_rate(tmp_path, "base")
+    free, free_row = _update_rate(tmp_path, "free", slow_learners=(0,), slowdown=20.0)
+    bound, bound_row = _update_rate(tmp_path, "bound", slow_learners=(0,), slowdown=20.0, sync_freq=1)
+    assert free >= 0.8 * base, (free, base)
+    assert bound < 0.6 * base, (bound, base)
+    # the counters tell why: the free learner skipped mixing, the bound one waited for its slow in-peer
+    assert free_row["gossip_skipped_total"] > 0.5 * free_row["update"]
+    assert free_row["gossip_waits_total"] == 0
+    assert bound_row["gossip_waits_total"] > 0.3 * bound_row["update"]
+
+
+def test_a_learner_that_raises_stops_the_run_with_its_rank_and_traceback(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    c = cfg(tmp_path, env_id="faulty_env:Faulty-v0", algo="gala", num_learners=2, total_timesteps=10**6, seed=0)
+    start = time.monotonic()
+    with pytest.raises(LearnerError) as err:
+        galakit.train(c)
+    assert err.value.rank == 1
+    assert "learner 1 failed" in str(err.value) and "simulator crashed on purpose" in str(err.value)
+    assert "Traceback" in str(err.value)
+    assert time.monotonic() - start < 60
+    assert children_of(os.getpid()) == []
+
+
+SCRIPT = """
+import galakit
+if __name__ == "__main__":
+    galakit.train(galakit.Config(env_id="CartPole-v1", algo="gala", num_learners=2, num_envs=2,
+                                 total_timesteps=10**8, run_dir={run_dir!r}, progress=False, tensorboard=False))
+"""
+
+
+def test_sigint_to_the_parent_stops_every_learner(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(run_dir=str(tmp_path / "run"))))
+    log = open(tmp_path / "stderr.txt", "w")
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stderr=log)
+    deadline = time.monotonic() + 60
+    while len(children_of(parent.pid)) < 2 or not (tmp_path / "run" / "learner_1" / "progress.csv").exists():
+        assert time.monotonic() < deadline and parent.poll() is None, (tmp_path / "stderr.txt").read_text()
+        time.sleep(0.2)
+    learners = children_of(parent.pid)
+    parent.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    while any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in learners) and time.monotonic() - stopped < 10:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in learners)
+    parent.wait(timeout=10)
+    assert "KeyboardInterrupt" in (tmp_path / "stderr.txt").read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_background_run_can_be_watched_and_stopped(tmp_path):
+    run = galakit.train(cfg(tmp_path, algo="gala", num_learners=2, total_timesteps=10**8, log_interval=5),
+                        background=True)
+    deadline = time.monotonic() + 60
+    while {r["rank"] for r in run.metrics.progress} != {0, 1}:  # live rows from both learners
+        assert time.monotonic() < deadline and run.error is None
+        time.sleep(0.1)
+    metrics = run.stop()
+    assert run.done and not run.error, [(p.exitcode, p.is_alive()) for p in run._procs]
+    assert metrics.progress and all(r["update"] % 5 == 0 for r in metrics.progress)
+    assert children_of(os.getpid()) == []
+
+
+def test_forkserver_start_method_and_diagnostics(tmp_path):
+    c = cfg(tmp_path, algo="gala", num_learners=2, start_method="forkserver", diag_interval=5,
+            total_timesteps=2 * 2 * 5 * 100)
+    metrics = galakit.train(c)
+    assert metrics.consensus, "no consensus reading arrived"
+    last = metrics.consensus[-1]
+    assert len(last["distance_to_average"]) == 2 and last["max_pairwise_distance"] >= 0
+    assert os.path.exists(metrics.checkpoint) and "consensus" in metrics.checkpoint
+    assert galakit.evaluate(metrics.checkpoint, episodes=2).shape == (2,)
+
+
+def test_two_learners_through_torchrun(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", "-m", "galakit.cli", "train",
+           "--algo", "gala", "--env-id", "CartPole-v1", "--num-envs", "2", "--total-timesteps", "400",
+           "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for rank in range(2):
+        assert "learner" in out.stdout and list_checkpoints(run_dir / f"learner_{rank}" / "checkpoints")
+    assert list_checkpoints(run_dir / "consensus")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["gala", "allreduce", "a3c"])
+def test_two_learners_solve_cartpole_within_the_single_learner_budget(tmp_path, algo):
+    budget = Config.preset("cartpole").total_timesteps
+    c = Config.preset("cartpole", algo=algo, num_learners=2, num_envs=4, run_dir=str(tmp_path / algo),
+                      progress=False, tensorboard=False, log_interval=50, total_timesteps=budget)
+    metrics = galakit.train(c)
+    per_learner = [metrics.mean_return(last=50, rank=r) for r in range(2)]
+    assert np.mean(per_learner) >= 195, (algo, per_learner)
