@@ -46,6 +46,17 @@ class Metrics:
         r = np.array([e.ret for e in self.episodes if rank is None or e.rank == rank])[-last:]
         return float(r.mean()) if len(r) else float("nan")
 
+    def solved_at(self, threshold: float, window: int = 100, rank: int | None = None) -> int | None:
+        """The first global step at which the mean raw return of ``window`` consecutive games (of learner
+        ``rank``, or of all) reached ``threshold`` (Gym's "solved" criterion); None if it never did."""
+        games = [e for e in self.episodes if rank is None or e.rank == rank]
+        returns = np.array([e.ret for e in games])
+        if len(returns) < window:
+            return None
+        means = np.convolve(returns, np.ones(window) / window, mode="valid")
+        hits = np.flatnonzero(means >= threshold)
+        return games[hits[0] + window - 1].global_step if len(hits) else None
+
     def summary(self) -> str:
         steps = self.progress[-1]["global_step"] if self.progress else 0
         return (f"{steps} steps, {len(self.episodes)} games, mean raw return (last 100) "

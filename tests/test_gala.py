@@ -198,11 +198,16 @@ def test_two_learners_through_torchrun(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["gala", "allreduce", "a3c"])
-def test_two_learners_solve_cartpole_within_the_single_learner_budget(tmp_path, algo):
+@pytest.mark.parametrize("algo, lr", [("gala", 1.4e-3), ("allreduce", 7e-4), ("a3c", 7e-4)])
+def test_two_learners_solve_cartpole_within_the_single_learner_budget(tmp_path, algo, lr):
+    """Each learner's mean raw return over 100 consecutive games reaches 195 within the total number of steps
+    that single-learner A2C is given (the cartpole preset). GALA doubles the learning rate, as the official
+    code's README does for its GALA runs."""
     budget = Config.preset("cartpole").total_timesteps
-    c = Config.preset("cartpole", algo=algo, num_learners=2, num_envs=4, run_dir=str(tmp_path / algo),
+    c = Config.preset("cartpole", algo=algo, lr=lr, num_learners=2, num_envs=4, run_dir=str(tmp_path / algo),
                       progress=False, tensorboard=False, log_interval=50, total_timesteps=budget)
     metrics = galakit.train(c)
-    per_learner = [metrics.mean_return(last=50, rank=r) for r in range(2)]
-    assert np.mean(per_learner) >= 195, (algo, per_learner)
+    solved = [metrics.solved_at(195, window=100, rank=r) for r in range(2)]
+    assert all(step is not None for step in solved), (algo, [metrics.mean_return(100, rank=r) for r in range(2)])
+    steps = {r["rank"]: r["global_step"] for r in metrics.progress}
+    assert sum(steps.values()) <= budget
