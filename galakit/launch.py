@@ -200,9 +200,10 @@ class Run:
         last_diag = -1
         while True:
             finished = self.done  # read before draining: what they sent before exiting is in the queue
+            until = time.monotonic() + 0.2
             try:
-                while True:
-                    self._handle(*self._events.get(timeout=0.2))
+                while finished or time.monotonic() < until:
+                    self._handle(*self._events.get(timeout=0.1))
             except queue_module.Empty:
                 pass
             if self._board is not None and int(self._board.updates.max()) > last_diag:
@@ -244,7 +245,7 @@ class Run:
     def _update_bar(self) -> None:
         if self._bar is not None:
             self._bar.n = sum(row["global_step"] for row in self._latest.values())
-            returns = [row["episodic_return_mean"] for row in self._latest.values()]
+            returns = [self._latest[rank]["episodic_return_mean"] for rank in sorted(self._latest)]
             self._bar.set_postfix(ret=" ".join(f"{r:.1f}" for r in returns), refresh=False)
             self._bar.update(0)
 

@@ -111,3 +111,33 @@ def plot_consensus(trace: Trace, *, ax: Axes | None = None, rho: float | None = 
     ax.set_title(f"{trace.schedule} ({trace.mode}), n = {n}")
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_training(metrics, *, window: int = 20, axes: tuple[Axes, Axes] | None = None) -> tuple[Axes, Axes]:
+    """A training run (`galakit.Metrics`): each learner's raw return (mean of ``window`` games) against its steps,
+    and, when the run measured them, the learners' distances to their average next to the ε bound."""
+    if axes is None:
+        axes = tuple(plt.subplots(1, 2, figsize=(10, 3.5))[1])
+    ret_ax, cons_ax = axes
+    for rank in sorted({e.rank for e in metrics.episodes}):
+        games = [e for e in metrics.episodes if e.rank == rank]
+        returns = np.array([e.ret for e in games])
+        if len(returns) >= window:
+            smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
+            ret_ax.plot([e.global_step for e in games[window - 1:]], smooth, lw=1, label=f"learner {rank}")
+    ret_ax.set_xlabel("steps of each learner")
+    ret_ax.set_ylabel(f"raw return (mean of {window} games)")
+    ret_ax.legend(fontsize=7)
+    readings = metrics.consensus
+    if readings:
+        updates = [r["update_max"] for r in readings]
+        cons_ax.plot(updates, [max(r["distance_to_average"]) for r in readings], label="max_i ‖θ_i − θ̄‖")
+        cons_ax.plot(updates, [r["max_pairwise_distance"] for r in readings], lw=1, label="max_ij ‖θ_i − θ_j‖")
+        bounds = [r["epsilon_bound"] for r in readings]
+        if all(b is not None and b > 0 for b in bounds):
+            cons_ax.plot(updates, bounds, ls="--", color="tab:red", label="ε bound (synchronous gossip)")
+        cons_ax.set_yscale("log")
+        cons_ax.legend(fontsize=7)
+    cons_ax.set_xlabel("update")
+    cons_ax.set_ylabel("parameter distance")
+    return ret_ax, cons_ax
