@@ -7,15 +7,16 @@ Each coupling hooks into the same learner loop at three points::
     a2c_update(..., grad_hook=coupling.grad_hook)   # AllReduce: average the gradients before the step
     coupling.after_update(model, k)         # GALA: one gossip step with the peers of step k
 
-GALA's gossip step (the official code's rule, on ``galakit.topology`` schedules): learner i sends θ_i to its
-out-peers of step k, then mixes what has arrived,
+GALA's gossip step (the official code's rule, on ``galakit.topology`` schedules, decided by
+``galakit.gossip.gossip_action`` as in the simulator): learner i sends θ_i to its out-peers of step k; then, if
+every in-peer of step k has a fresh message, it mixes what has arrived,
 
     θ_i ← (w_ii θ_i + Σ_j w_ij θ_j) / (w_ii + Σ_j w_ij)     over the senders j with a fresh message,
 
-or, if nothing has arrived, skips mixing and carries on (asynchronous gossip). After ``sync_freq`` consecutive
-skips it blocks until its in-peers' messages arrive (``sync_freq=0``: always, i.e. synchronous gossip;
-``None``: never). With every in-peer fresh the weights are exactly the row of W_k; on a regular graph that is
-1/(p+1) each, as in the paper's code.
+and otherwise skips mixing and carries on (asynchronous gossip). After ``sync_freq`` consecutive skips it blocks
+until its in-peers' messages arrive (``sync_freq=0``: always, i.e. synchronous gossip; ``None``: never). The
+weights are the row of W_k (1/(p+1) each on a regular graph, as in the paper's code); a message from a learner
+that is not an in-peer of step k (it is at another step of a time-varying schedule) gets their mean weight.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from galakit.gossip import GossipAction, gossip_action
 from galakit.topology import Schedule, build_topology
 from galakit.transport import GossipChannel
+
+NEVER_BLOCK = 2**62  # sync_freq=None: GALA's README passes 100000000 for the same effect
 
 
 class Independent:
@@ -145,12 +149,16 @@ class Gossip(Independent):
         params = list(model.parameters())
         theta = parameters_to_vector(params).detach().cpu()  # staged through the CPU (shared GPUs, gloo)
         own_weight = self._post(theta, update, peers.out_peers)
+        mailbox, step = self.channel.mailbox, update if self.exact else None
+        sync_freq = NEVER_BLOCK if self.sync_freq is None else self.sync_freq
+        action = gossip_action(mailbox.has_all(peers.in_peers, step), self.skips, sync_freq)
         waited = 0.0
-        if self.sync_freq is not None and self.skips >= self.sync_freq:
-            waited = self.channel.mailbox.wait_for(peers.in_peers, update, self.stop)
+        if action == GossipAction.BLOCK:
+            waited = mailbox.wait_for(peers.in_peers, update, self.stop)
             self.totals["waits"] += 1
-        delivery = self.channel.mailbox.take(None if self.push_sum else self._weights(peers),
-                                             step=update if self.exact else None)
+        delivery = None
+        if action != GossipAction.SKIP:
+            delivery = mailbox.take(None if self.push_sum else self._weights(peers), step)
         if delivery is None:
             self.skips += 1
             self.totals["skipped"] += 1

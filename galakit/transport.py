@@ -96,6 +96,12 @@ class Mailbox:
                 mass += scale * weight
             return Delivery(total, mass, [j for j, _ in chosen], [s for _, s in chosen])
 
+    def has_all(self, senders: tuple[int, ...], step: int | None = None) -> bool:
+        """Whether every sender has a message here (of exactly ``step``, if given) or has stopped."""
+        with self.changed:
+            return all(self.stopped[j] or (step in self.inbox[j] if step is not None else bool(self.inbox[j]))
+                       for j in senders)
+
     def wait_for(self, senders: tuple[int, ...], step: int, should_stop: threading.Event | None = None) -> float:
         """Block until each sender's message for ``step`` can be taken (or the sender has stopped). Returns the
         seconds spent waiting.

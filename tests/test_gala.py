@@ -138,18 +138,21 @@ def test_sigint_to_the_parent_stops_every_learner(tmp_path):
     script.write_text(textwrap.dedent(SCRIPT.format(run_dir=str(tmp_path / "run"))))
     log = open(tmp_path / "stderr.txt", "w")
     parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stderr=log)
-    deadline = time.monotonic() + 60
-    while len(children_of(parent.pid)) < 2 or not (tmp_path / "run" / "learner_1" / "progress.csv").exists():
-        assert time.monotonic() < deadline and parent.poll() is None, (tmp_path / "stderr.txt").read_text()
-        time.sleep(0.2)
-    learners = children_of(parent.pid)
-    parent.send_signal(signal.SIGINT)
-    stopped = time.monotonic()
-    while any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in learners) and time.monotonic() - stopped < 10:
-        time.sleep(0.1)
-    assert not any(_alive(pid) for pid in learners)
-    parent.wait(timeout=10)
-    assert "KeyboardInterrupt" in (tmp_path / "stderr.txt").read_text()
+    try:
+        deadline = time.monotonic() + 60
+        while len(children_of(parent.pid)) < 2 or not (tmp_path / "run" / "learner_1" / "progress.csv").exists():
+            assert time.monotonic() < deadline and parent.poll() is None, (tmp_path / "stderr.txt").read_text()
+            time.sleep(0.2)
+        learners = children_of(parent.pid)
+        parent.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
+        while any(_alive(pid) for pid in learners) and time.monotonic() - stopped < 10:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in learners)
+        parent.wait(timeout=10)
+        assert "KeyboardInterrupt" in (tmp_path / "stderr.txt").read_text()
+    finally:
+        parent.kill()  # its learners follow it (PR_SET_PDEATHSIG)
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,103 @@
+"""Throughput of the ways to run several A2C learners, on Pong, all measured in one run on this machine.
+
+Each configuration trains for a fixed number of updates; the rate is the sum over learners of agent steps/s
+between a warm-up update and the last one (frames/s = 4 × steps/s), next to the machine's CPU utilisation
+(from /proc/stat) over the same window. Printed ratios and their targets:
+
+  gala / a2c-independent (gossip off), 2 learners × 8 envs     : ≥ 0.95 (gossip overhead ≤ 5 %)
+  gala with diagnostics every 10 updates / without              : ~ 1 (diagnostics do not make learners wait)
+  gala (2 single-thread learners) / one A2C learner, 16 envs    : ≥ 1.3 (the paper's hardware-utilisation claim)
+  gala / allreduce, equal learners                              : ≥ 1.0
+  gala / allreduce, learner 0's simulators slowed 2× on purpose : ≥ 1.3
+
+Run: `python bench/gala_throughput.py` (about 10 minutes on 2 cores; --updates to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+import galakit
+from galakit import Config
+
+ENV = "PongNoFrameskip-v4"
+
+
+def cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def measure(name: str, updates: int, warmup: int, **kw) -> tuple[float, float]:
+    """(agent steps/s summed over learners, CPU utilisation) of one configuration."""
+    cfg = Config.preset("atari", env_id=ENV, run_dir=f"/tmp/galakit-bench/{name}", progress=False,
+                        tensorboard=False, log_interval=1, checkpoint_interval=0, **kw)
+    cfg = cfg.replace(total_timesteps=(updates + warmup) * cfg.batch_size * cfg.num_learners)
+    stamps: dict[int, list[tuple[int, float]]] = {}
+    cpu: dict[str, tuple[int, int]] = {}
+
+    def record(row):
+        stamps.setdefault(row["rank"], []).append((row["global_step"], time.perf_counter()))
+        if row["update"] == warmup and "start" not in cpu:
+            cpu["start"] = cpu_busy()
+
+    galakit.train(cfg, callback=record)
+    busy0, total0 = cpu.get("start", (0, 0))
+    busy1, total1 = cpu_busy()
+    rate = 0.0
+    for rows in stamps.values():
+        (s0, t0), (s1, t1) = rows[warmup - 1], rows[-1]
+        rate += (s1 - s0) / (t1 - t0)
+    utilisation = (busy1 - busy0) / max(1, total1 - total0)
+    print(f"  {name:34s} {rate:7.0f} steps/s  {4 * rate:7.0f} frames/s  CPU {100 * utilisation:5.1f} %", flush=True)
+    return rate, utilisation
+
+
+TWO = dict(num_learners=2, num_envs=8, torch_threads=1, env_threads=1)
+STRAGGLER = dict(TWO, slow_learners=(0,), slowdown=2.0)
+CONFIGS = {
+    "a2c-independent": ("a2c-independent (gossip off)", dict(algo="a2c", **TWO)),
+    "gala": ("gala (ring, non-blocking)", dict(algo="gala", **TWO)),
+    "gala-diag": ("gala, diagnostics every 10 updates", dict(algo="gala", diag_interval=10, **TWO)),
+    "allreduce": ("allreduce", dict(algo="allreduce", **TWO)),
+    "a3c": ("a3c (Hogwild)", dict(algo="a3c", **TWO)),
+    "a2c-single": ("a2c, 1 learner × 16 envs, all cores", dict(algo="a2c", num_envs=16)),
+    "gala-straggler": ("gala, learner 0 slowed 2x", dict(algo="gala", **STRAGGLER)),
+    "allreduce-straggler": ("allreduce, learner 0 slowed 2x", dict(algo="allreduce", **STRAGGLER)),
+}
+RATIOS = [  # (label, numerator, denominator, target)
+    ("gala / gossip off (overhead)", "gala", "a2c-independent", ">= 0.95"),
+    ("gala with / without diagnostics", "gala-diag", "gala", "~ 1"),
+    ("gala 2x1-thread / one A2C learner", "gala", "a2c-single", ">= 1.3"),
+    ("gala / allreduce", "gala", "allreduce", ">= 1.0"),
+    ("gala / allreduce with a straggler", "gala-straggler", "allreduce-straggler", ">= 1.3"),
+    ("a3c / allreduce", "a3c", "allreduce", ""),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--updates", type=int, default=300, help="Timed updates per learner.")
+    parser.add_argument("--warmup", type=int, default=20, help="Untimed updates first.")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="Comma-separated subset of: " + ", ".join(CONFIGS))
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} cores, torch {torch.__version__}, {ENV}; 2 learners × 8 envs unless said otherwise")
+    rates = {}
+    for key in args.configs.split(","):
+        label, kw = CONFIGS[key]
+        rates[key], _ = measure(label, args.updates, args.warmup, **kw)
+    for label, a, b, target in RATIOS:
+        if a in rates and b in rates:
+            print(f"{label:36s}: {rates[a] / rates[b]:.2f}x  (target {target})" if target else
+                  f"{label:36s}: {rates[a] / rates[b]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
