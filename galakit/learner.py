@@ -91,6 +91,8 @@ class Straggler:
         return out
 
     def __getattr__(self, name: str):
+        if name == "env":  # not set yet (unpickling): do not recurse
+            raise AttributeError(name)
         return getattr(self.env, name)
 
 
