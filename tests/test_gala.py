@@ -8,7 +8,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -214,3 +213,15 @@ def test_two_learners_solve_cartpole_within_the_single_learner_budget(tmp_path, 
     assert all(step is not None for step in solved), (algo, [metrics.mean_return(100, rank=r) for r in range(2)])
     steps = {r["rank"]: r["global_step"] for r in metrics.progress}
     assert sum(steps.values()) <= budget
+
+
+def test_a_gala_run_resumes_every_learner_from_its_run_directory(tmp_path):
+    first = cfg(tmp_path, algo="gala", num_learners=2, total_timesteps=2 * 2 * 5 * 10)
+    galakit.train(first)
+    more = first.replace(total_timesteps=2 * 2 * 5 * 20, resume=first.run_dir)
+    metrics = galakit.train(more)
+    for rank in range(2):
+        updates = [r["update"] for r in metrics.progress if r["rank"] == rank]
+        assert updates == [20], updates  # continued from update 10 to 20 (log_interval = 10)
+        state = load_checkpoint(list_checkpoints(f"{first.run_dir}/learner_{rank}/checkpoints")[-1])
+        assert state["update"] == 20

@@ -122,3 +122,17 @@ def test_linear_lr_decay_reaches_zero(tmp_path):
     lrs = [r["learning_rate"] for r in m.progress]
     assert lrs[0] == pytest.approx(7e-4) and lrs[-1] == pytest.approx(7e-4 / 10)
     assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_a2c_trains_on_real_atari_through_the_native_vector_env(tmp_path):
+    cfg = Config.preset("atari", env_id="BreakoutNoFrameskip-v4", num_envs=4, total_timesteps=4 * 5 * 30,
+                        run_dir=str(tmp_path / "run"), progress=False, tensorboard=False, log_interval=10,
+                        checkpoint_interval=0)
+    learner = galakit.Learner(cfg)
+    assert learner.buf.obs.dtype == torch.uint8 and learner.buf.obs.shape == (6, 4, 4, 84, 84)
+    assert isinstance(learner.model, galakit.AtariActorCritic)
+    metrics = learner.run()
+    learner.close()
+    assert [r["update"] for r in metrics.progress] == [10, 20, 30]
+    assert all(np.isfinite(r["value_loss"]) for r in metrics.progress)
+    assert set(learner.buf.rewards.unique().tolist()) <= {-1.0, 0.0, 1.0}  # the learner sees clipped rewards
