@@ -157,8 +157,9 @@ class Run:
 
     def __init__(self, cfg: Config, callback: Callback | None = None):
         self.cfg, self.callback = cfg, callback
-        self.metrics = Metrics(run_dir=cfg.run_dir or os.path.join("runs", cfg.resolved_run_name()))
-        self.cfg = cfg.replace(run_dir=self.metrics.run_dir)
+        run_dir = cfg.run_dir or (cfg.resume if cfg.resume and os.path.isdir(cfg.resume) else None)
+        self.metrics = Metrics(run_dir=run_dir or os.path.join("runs", cfg.resolved_run_name()))
+        self.cfg = cfg.replace(run_dir=self.metrics.run_dir)  # every learner must agree on it
         self.error: LearnerError | None = None
         self._latest: dict[int, dict[str, Any]] = {}
         self._finished: set[int] = set()

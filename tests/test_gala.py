@@ -218,7 +218,7 @@ def test_two_learners_solve_cartpole_within_the_single_learner_budget(tmp_path, 
 def test_a_gala_run_resumes_every_learner_from_its_run_directory(tmp_path):
     first = cfg(tmp_path, algo="gala", num_learners=2, total_timesteps=2 * 2 * 5 * 10)
     galakit.train(first)
-    more = first.replace(total_timesteps=2 * 2 * 5 * 20, resume=first.run_dir)
+    more = first.replace(total_timesteps=2 * 2 * 5 * 20, resume=first.run_dir, run_dir=None)  # continue in it
     metrics = galakit.train(more)
     for rank in range(2):
         updates = [r["update"] for r in metrics.progress if r["rank"] == rank]
