@@ -22,7 +22,6 @@ that is not an in-peer of step k (it is at another step of a time-varying schedu
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import torch
@@ -200,9 +199,7 @@ class Gossip(Independent):
                 **{f"gossip_{k}_total": v for k, v in self.totals.items()}}
 
     def close(self) -> None:
-        start = time.perf_counter()
         self.channel.close()
-        self.close_seconds = time.perf_counter() - start
 
 
 def make_coupling(cfg, ctx, model: nn.Module) -> Independent:

@@ -1,8 +1,9 @@
 """The gossip step (GALA's mixing rule and its bounded-staleness decision) and a vectorised simulator of n learners
 gossiping over a `Schedule`: synchronous, asynchronous (delays, drops, ``sync_freq``) or push-sum.
 
-The learners import `mix` and `gossip_action` from here and `Schedule.peers` from `galakit.topology`; the simulator
-applies the same rule to all n learners at once, on a tensor X of shape (n, d) (row i = learner i's parameters).
+The learners (`galakit.coupling.Gossip`) decide each step with `gossip_action` from here and take their peers and
+weights from `Schedule.peers`; the simulator applies the same rule to all n learners at once, on a tensor X of shape
+(n, d) (row i = learner i's parameters).
 """
 
 from __future__ import annotations
