@@ -9,12 +9,13 @@ Prints, for 16 simulators × 5 steps per update:
 and the ratios: galakit / SB3 (target ≥ 1.3) and parts' limit / loop time (target ≥ 0.85).
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (galakit.threads must come before torch)
 
 import argparse
 import os
 import time
 
+import galakit.threads  # noqa: F401  (sets GOMP_SPINCOUNT: both libraries below run with it)
 import numpy as np
 import torch
 

@@ -5,23 +5,23 @@ between a warm-up update and the last one (frames/s = 4 × steps/s), next to the
 (from /proc/stat) over the same window. Printed ratios and their targets:
 
   gala / a2c-independent (gossip off), 2 learners × 8 envs     : ≥ 0.95 (gossip overhead ≤ 5 %)
+  gala with gossip over gloo sockets / gossip off               : (the transport torchrun runs use)
   gala with diagnostics every 10 updates / without              : ~ 1 (diagnostics do not make learners wait)
   gala (2 single-thread learners) / one A2C learner, 16 envs    : ≥ 1.3 (the paper's hardware-utilisation claim)
   gala / allreduce, equal learners                              : ≥ 1.0
   gala / allreduce, learner 0's simulators slowed 2× on purpose : ≥ 1.3
 
-Run: `python bench/gala_throughput.py` (about 10 minutes on 2 cores; --updates to change).
+Run: `python bench/gala_throughput.py` (about 8 minutes on 2 cores; --updates, --passes, --configs to change).
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (galakit before torch: its OpenMP setting applies here too)
 
 import argparse
 import os
 import time
 
-import torch
-
 import galakit
+import torch
 from galakit import Config
 
 ENV = "PongNoFrameskip-v4"
@@ -65,6 +65,7 @@ STRAGGLER = dict(TWO, slow_learners=(0,), slowdown=2.0)
 CONFIGS = {
     "a2c-independent": ("a2c-independent (gossip off)", dict(algo="a2c", **TWO)),
     "gala": ("gala (ring, non-blocking)", dict(algo="gala", **TWO)),
+    "gala-gloo": ("gala, gossip over gloo sockets", dict(algo="gala", gossip_transport="gloo", **TWO)),
     "gala-diag": ("gala, diagnostics every 10 updates", dict(algo="gala", diag_interval=10, **TWO)),
     "allreduce": ("allreduce", dict(algo="allreduce", **TWO)),
     "a3c": ("a3c (Hogwild)", dict(algo="a3c", **TWO)),
@@ -74,6 +75,7 @@ CONFIGS = {
 }
 RATIOS = [  # (label, numerator, denominator, target)
     ("gala / gossip off (overhead)", "gala", "a2c-independent", ">= 0.95"),
+    ("gala over gloo / gossip off", "gala-gloo", "a2c-independent", ""),
     ("gala with / without diagnostics", "gala-diag", "gala", "~ 1"),
     ("gala 2x1-thread / one A2C learner", "gala", "a2c-single", ">= 1.3"),
     ("gala / allreduce", "gala", "allreduce", ">= 1.0"),
@@ -84,15 +86,25 @@ RATIOS = [  # (label, numerator, denominator, target)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--updates", type=int, default=300, help="Timed updates per learner.")
+    parser.add_argument("--updates", type=int, default=150, help="Timed updates per learner and measurement.")
     parser.add_argument("--warmup", type=int, default=20, help="Untimed updates first.")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="Comma-separated subset of: " + ", ".join(CONFIGS))
+    parser.add_argument("--passes", type=int, default=2, help="Measurements per configuration (averaged).")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores, torch {torch.__version__}, {ENV}; 2 learners × 8 envs unless said otherwise")
-    rates = {}
-    for key in args.configs.split(","):
-        label, kw = CONFIGS[key]
-        rates[key], _ = measure(label, args.updates, args.warmup, **kw)
+    # This VM's speed drifts by tens of percent over minutes: measure every configuration in each pass, the order
+    # reversed from one pass to the next, and compare the means.
+    keys = args.configs.split(",")
+    measured: dict[str, list[float]] = {key: [] for key in keys}
+    for i in range(args.passes):
+        print(f"pass {i + 1} of {args.passes}")
+        for key in keys if i % 2 == 0 else reversed(keys):
+            label, kw = CONFIGS[key]
+            measured[key].append(measure(label, args.updates, args.warmup, **kw)[0])
+    rates = {key: sum(values) / len(values) for key, values in measured.items()}
+    print("means over the passes")
+    for key in keys:
+        print(f"  {CONFIGS[key][0]:34s} {rates[key]:7.0f} steps/s  {4 * rates[key]:7.0f} frames/s")
     for label, a, b, target in RATIOS:
         if a in rates and b in rates:
             print(f"{label:36s}: {rates[a] / rates[b]:.2f}x  (target {target})" if target else

@@ -5,6 +5,7 @@ the networks and the A2C pieces a tutorial puts next to the equations, topologie
 gossip simulator, and the ε-ball diagnostics. Plots live in ``galakit.plots`` (it imports matplotlib).
 """
 
+import galakit.threads  # noqa: F401  (first: sets GOMP_SPINCOUNT before torch loads)
 from galakit.a2c import RolloutBuffer, a2c_loss, a2c_update, collect_rollout, gae_returns, n_step_returns
 from galakit.config import PRESETS, Config
 from galakit.consensus import (

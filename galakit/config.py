@@ -47,6 +47,10 @@ class Config:
                            default=False)
     identical_init: bool = _help("Start every learner from the same parameters (GALA). False: each learner draws "
                                  "its own, to watch gossip bring them together.", default=True)
+    gossip_transport: str = _help("How GALA messages travel: 'shared_memory' (learners galakit starts on one "
+                                  "machine), 'gloo' (torch.distributed, any machines) or 'auto' (shared "
+                                  "memory when galakit starts the learners, gloo under torchrun).",
+                                  default="auto")
     diag_interval: int = _help("Measure the learners' distances to their average every this many updates "
                                "(0: off).", default=0)
     start_method: str = _help("multiprocessing start method for learner processes: spawn or forkserver.",
@@ -138,6 +142,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 ALGOS = ("a2c", "gala", "allreduce", "a3c")
 START_METHODS = ("spawn", "forkserver")
 ENV_BACKENDS = ("auto", "ale_vector", "sync", "async")
+GOSSIP_TRANSPORTS = ("auto", "shared_memory", "gloo")
 
 
 def _fail(name: str, value: Any, accepted: str) -> None:
@@ -212,6 +217,7 @@ def _validate_learners(cfg: Config) -> None:
 
     _check_choice(cfg, "start_method", START_METHODS)
     _check_choice(cfg, "topology", tuple(TOPOLOGIES))
+    _check_choice(cfg, "gossip_transport", GOSSIP_TRANSPORTS)
     if cfg.sync_freq is not None:
         _check_int(cfg, "sync_freq", 0)
     if cfg.algo == "gala" and cfg.num_learners > 1 and cfg.peers >= cfg.num_learners:

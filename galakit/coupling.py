@@ -21,6 +21,7 @@ that is not an in-peer of step k (it is at another step of a time-varying schedu
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -31,7 +32,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from galakit.gossip import GossipAction, gossip_action
 from galakit.topology import Schedule, build_topology
-from galakit.transport import GossipChannel
+from galakit.transport import GossipChannel, SharedMemoryChannel, SharedSlots
 
 NEVER_BLOCK = 2**62  # sync_freq=None: GALA's README passes 100000000 for the same effect
 
@@ -132,13 +133,18 @@ class Gossip(Independent):
     """
 
     def __init__(self, schedule: Schedule, rank: int, model: nn.Module, sync_freq: int | None = None,
-                 push_sum: bool = False, stop: threading.Event | None = None, group=None):
+                 push_sum: bool = False, stop: threading.Event | None = None, group=None,
+                 slots: SharedSlots | None = None):
         self.schedule, self.rank, self.sync_freq, self.push_sum = schedule, rank, sync_freq, push_sum
         self.stop = stop
         dim = sum(p.numel() for p in model.parameters())
         self.exact = sync_freq == 0 and not push_sum  # synchronous gossip: mix exactly the step-k messages
         policy = "sum" if push_sum else "exact" if self.exact else "latest"
-        self.channel = GossipChannel(rank, schedule.n, dim, policy=policy, group=group)
+        if slots is not None:  # learners on one machine: shared memory
+            self.channel = SharedMemoryChannel(rank, schedule.n, dim, slots, policy=policy)
+        else:
+            self.channel = GossipChannel(rank, schedule.n, dim, policy=policy, group=group)
+        self.theta, self.mixed = torch.empty(dim), torch.empty(dim)  # CPU buffers, reused at every step
         self.ps_weight = 1.0
         self.skips = 0
         self.totals = {"mixed": 0, "skipped": 0, "waits": 0}
@@ -146,29 +152,29 @@ class Gossip(Independent):
     def after_update(self, model: nn.Module, update: int) -> dict[str, Any]:
         peers = self.schedule.peers(self.rank, update)
         params = list(model.parameters())
-        theta = parameters_to_vector(params).detach().cpu()  # staged through the CPU (shared GPUs, gloo)
+        theta = flatten_into(params, self.theta)  # staged through the CPU (shared GPUs, gloo)
         own_weight = self._post(theta, update, peers.out_peers)
         mailbox, step = self.channel.mailbox, update if self.exact else None
         sync_freq = NEVER_BLOCK if self.sync_freq is None else self.sync_freq
+        self.channel.poll()
         action = gossip_action(mailbox.has_all(peers.in_peers, step), self.skips, sync_freq)
         waited = 0.0
         if action == GossipAction.BLOCK:
-            waited = mailbox.wait_for(peers.in_peers, update, self.stop)
+            waited = self.channel.wait_for(peers.in_peers, update, self.stop)
             self.totals["waits"] += 1
         delivery = None
         if action != GossipAction.SKIP:
-            delivery = mailbox.take(None if self.push_sum else self._weights(peers), step)
+            delivery = mailbox.take(None if self.push_sum else self._weights(peers), step, out=self.mixed)
         if delivery is None:
             self.skips += 1
             self.totals["skipped"] += 1
             self.ps_weight = own_weight  # push-sum: θ = (share·θ)/share is unchanged, w shrank to our share
             return self._stats(update, mixed=False, waited=waited, staleness=None)
-        if self.push_sum:
-            numerator = theta * own_weight + delivery.total
+        if self.push_sum:  # θ ← (w_share θ + Σ received w_j θ_j) / (w_share + Σ w_j), in place
             self.ps_weight = own_weight + delivery.weight
-            mixed = numerator / self.ps_weight
-        else:
-            mixed = (theta * peers.self_weight + delivery.total) / (peers.self_weight + delivery.weight)
+            mixed = delivery.total.add_(theta, alpha=own_weight).div_(self.ps_weight)
+        else:  # θ ← (w_ii θ + Σ w_ij θ_j) / (w_ii + Σ w_ij), in place
+            mixed = delivery.total.add_(theta, alpha=peers.self_weight).div_(peers.self_weight + delivery.weight)
         with torch.no_grad():
             vector_to_parameters(mixed.to(params[0].device), params)
         self.skips = 0
@@ -202,6 +208,14 @@ class Gossip(Independent):
         self.channel.close()
 
 
+def flatten_into(params: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """Copy the parameters, flattened and concatenated, into the CPU vector ``out`` (D,) and return it."""
+    with torch.no_grad():
+        if params[0].device.type == "cpu":
+            return torch.cat([p.reshape(-1) for p in params], out=out)
+        return out.copy_(parameters_to_vector(params))
+
+
 def make_coupling(cfg, ctx, model: nn.Module) -> Independent:
     """The coupling that ``cfg.algo`` asks for, for the learner described by ``ctx`` (a ``LearnerContext``)."""
     if ctx.world_size == 1 or cfg.algo == "a2c":
@@ -213,8 +227,24 @@ def make_coupling(cfg, ctx, model: nn.Module) -> Independent:
             raise ValueError("algo: 'a3c' shares one model in memory, so its learners must be started by galakit "
                              "on one machine (not by torchrun); accepted there: 'gala', 'allreduce', 'a2c'")
         return SharedModel(ctx.shared.model)
+    if cfg.gossip_transport == "shared_memory" and ctx.slots is None:
+        raise ValueError("gossip_transport: 'shared_memory' needs learners that galakit starts on one machine "
+                         "(not torchrun); accepted there: 'gloo', 'auto'")
     return Gossip(gossip_schedule(cfg, ctx.world_size), ctx.rank, model, cfg.sync_freq, cfg.push_sum, ctx.stop,
-                  ctx.gossip_group)
+                  ctx.gossip_group, ctx.slots)
+
+
+def shared_slots(schedule: Schedule, dim: int, mp_context) -> SharedSlots | None:
+    """Shared-memory gossip slots for every edge j → i (j ≠ i) that ``schedule`` uses at any step, or None when
+    /dev/shm (where torch keeps shared tensors on Linux) has no room for twice their size."""
+    edges = {(j, i) for k in range(schedule.period) for j, i in schedule.graph(k).edges() if j != i}
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    if stat.f_bavail * stat.f_frsize < 2 * 4 * len(edges) * (dim + 3):
+        return None
+    return SharedSlots(sorted(edges), schedule.n, dim, mp_context)
 
 
 def gossip_schedule(cfg, n: int) -> Schedule:

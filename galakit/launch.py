@@ -34,10 +34,11 @@ import torch.multiprocessing as mp
 from galakit import checkpoint as ckpt
 from galakit.a2c import Episode
 from galakit.config import Config
-from galakit.coupling import SharedState, gossip_schedule
+from galakit.coupling import SharedState, gossip_schedule, shared_slots
 from galakit.diagnostics import DiagnosticsBoard, consensus_reading
 from galakit.learner import Learner, LearnerContext, build_env, initial_model
 from galakit.metrics import Metrics
+from galakit.transport import SharedSlots
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -81,7 +82,7 @@ def train(config: Config | None = None, callback: Callback | None = None, backgr
 
 # -- the learner process
 def worker_main(rank: int, world_size: int, cfg: Config, init_method: str, events=None, stop=None, shared=None,
-                board=None) -> None:
+                board=None, slots=None) -> None:
     """Entry point of one learner process (spawned by ``Run`` or started by torchrun)."""
     if events is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -89,8 +90,8 @@ def worker_main(rank: int, world_size: int, cfg: Config, init_method: str, event
     try:
         dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size,
                                 timeout=timedelta(minutes=10))
-        gossip_group = dist.new_group(backend="gloo") if cfg.algo == "gala" else None
-        context = LearnerContext(rank, world_size, stop, shared, board, gossip_group)
+        gossip_group = dist.new_group(backend="gloo") if cfg.algo == "gala" and slots is None else None
+        context = LearnerContext(rank, world_size, stop, shared, board, gossip_group, slots)
         report = (lambda row: events.put(("row", rank, row))) if events is not None else _print_row
         learner = Learner(cfg, callback=report, context=context)
         metrics = learner.run()
@@ -170,11 +171,13 @@ class Run:
         cfg, n = self.cfg, self.cfg.num_learners
         ctx = mp.get_context(cfg.start_method)
         self._events, self._stop = ctx.Queue(), ctx.Event()
-        shared, self._board, self._rho = self._shared_state(ctx)
+        # on self: the parent holds what it shares (locks included) until the learners are done with it
+        shared, self._board, self._rho, self._slots = self._shared_state(ctx)
         init_method = f"tcp://127.0.0.1:{_free_port()}"
         for rank in range(n):
             proc = ctx.Process(target=worker_main, name=f"galakit-learner-{rank}",
-                               args=(rank, n, cfg, init_method, self._events, self._stop, shared, self._board))
+                               args=(rank, n, cfg, init_method, self._events, self._stop, shared, self._board,
+                                     self._slots))
             proc.start()
             self._procs.append(proc)
         _RUNNING.add(self)
@@ -183,18 +186,25 @@ class Run:
         self._monitor.start()
         return self
 
-    def _shared_state(self, ctx) -> tuple[SharedState | None, DiagnosticsBoard | None, float | None]:
-        """A3C's shared model and the diagnostics board need the parameter count: build the model once here."""
+    def _shared_state(self, ctx) -> tuple[SharedState | None, DiagnosticsBoard | None, float | None,
+                                          SharedSlots | None]:
+        """What the learners share in memory (A3C's model, the diagnostics board, GALA's message slots) needs
+        the parameter count: build the model once here."""
         cfg = self.cfg
-        if cfg.algo != "a3c" and not cfg.diag_interval:
-            return None, None, None
+        gossip_in_memory = cfg.algo == "gala" and cfg.gossip_transport in ("auto", "shared_memory")
+        if cfg.algo != "a3c" and not cfg.diag_interval and not gossip_in_memory:
+            return None, None, None, None
         env = build_env(cfg.replace(num_envs=1), num_threads=1)
         model = initial_model(cfg, 0, env.single_observation_space.shape, int(env.single_action_space.n))
         env.close()
         shared = SharedState(model) if cfg.algo == "a3c" else None
         dim = sum(p.numel() for p in model.parameters())
         board = DiagnosticsBoard(cfg.num_learners, dim, ctx) if cfg.diag_interval else None
-        return shared, board, _topology_rho(cfg)
+        slots = shared_slots(gossip_schedule(cfg, cfg.num_learners), dim, ctx) if gossip_in_memory else None
+        if slots is None and cfg.gossip_transport == "shared_memory":
+            raise ValueError("gossip_transport: 'shared_memory' needs room in /dev/shm for one parameter vector per "
+                             "edge of the topology, and there is not enough; accepted here: 'gloo', 'auto'")
+        return shared, board, _topology_rho(cfg), slots
 
     # -- watching
     def _watch(self) -> None:

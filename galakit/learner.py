@@ -75,7 +75,8 @@ class LearnerContext:
     stop: Any = None                 # an Event: finish the current update, save, exit
     shared: Any = None               # a3c: SharedState (model and RMSProp statistics in shared memory)
     board: Any = None                # diagnostics: DiagnosticsBoard the parent reads
-    gossip_group: Any = None         # gala: the process group gossip messages travel on
+    gossip_group: Any = None         # gala: the process group gossip messages travel on (gloo transport)
+    slots: Any = None                # gala on one machine: SharedSlots, the shared-memory transport
 
 
 class Straggler:
@@ -194,15 +195,20 @@ class Learner:
         """Rollout → A2C update → coupling (e.g. one gossip step). Returns its statistics and finished games."""
         cfg = self.cfg
         self._set_learning_rate()
+        start = time.perf_counter()
         self.coupling.before_rollout(self.model)
         episodes = collect_rollout(self.env, self.model, self.buf, self.global_step)
+        rollout_done = time.perf_counter()
         theta = self._flat_params() if cfg.diag_interval else None
         stats = a2c_update(self.model, self.optimizer, self.buf, cfg.gamma, cfg.gae_lambda, cfg.value_coef,
                            cfg.entropy_coef, cfg.max_grad_norm, grad_hook=self.coupling.grad_hook)
         if theta is not None:  # ‖θ after − θ before‖ of the local step: α·G in the ε-ball bound
             stats["step_norm"] = float((self._flat_params() - theta).norm())
             self._max_step_norm = max(self._max_step_norm, stats["step_norm"])
+        update_done = time.perf_counter()
         stats.update(self.coupling.after_update(self.model, self.update))
+        stats.update(time_rollout_s=rollout_done - start, time_update_s=update_done - rollout_done,
+                     time_coupling_s=time.perf_counter() - update_done)
         self.buf.obs[0] = self.buf.obs[-1]  # s_T starts the next rollout
         self.update += 1
         if self.ctx.board is not None and self.update % cfg.diag_interval == 0:

@@ -2,7 +2,10 @@
 
 Names follow CleanRL's TensorBoard tags (``charts/episodic_return``, ``charts/SPS``, ``losses/value_loss``, …).
 Two CSV files per run: ``progress.csv`` (one row per ``log_interval`` updates) and ``episodes.csv`` (one row per
-finished game, raw score). Rows are written whole and flushed, so a crash leaves complete lines.
+finished game, raw score). Rows are written whole and flushed, so a crash leaves complete lines. Each progress row
+also times the update's three phases: ``time_rollout_s`` (acting; A3C's pull of the shared model included),
+``time_update_s`` (the A2C step; AllReduce's wait for the other learners' gradients included) and
+``time_coupling_s`` (GALA's gossip step).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ PROGRESS_FIELDS = ("rank", "global_step", "update", "time", "SPS", "episodes", "
                    "episodic_length_mean", "learning_rate", "policy_loss", "value_loss", "entropy",
                    "explained_variance", "grad_norm", "step_norm", "gossip_mixed_total", "gossip_skipped_total",
                    "gossip_waits_total", "gossip_wait_s", "staleness", "consecutive_skips", "messages_sent",
-                   "messages_received", "messages_dropped")
+                   "messages_received", "messages_dropped", "time_rollout_s", "time_update_s", "time_coupling_s")
 TENSORBOARD_TAGS = {"SPS": "charts/SPS", "learning_rate": "charts/learning_rate",
                     "episodic_return_mean": "charts/episodic_return_mean", "policy_loss": "losses/policy_loss",
                     "value_loss": "losses/value_loss", "entropy": "losses/entropy",
-                    "explained_variance": "losses/explained_variance", "grad_norm": "losses/grad_norm"}
+                    "explained_variance": "losses/explained_variance", "grad_norm": "losses/grad_norm",
+                    "time_rollout_s": "time/rollout_s", "time_update_s": "time/update_s",
+                    "time_coupling_s": "time/coupling_s"}
 
 
 @dataclass

@@ -1,4 +1,12 @@
-"""Gossip messages over ``torch.distributed``: a sender thread, a receiver thread and a mailbox per learner.
+"""How gossip messages travel between learners, into a mailbox per learner that the GALA coupling mixes from.
+
+Two transports with one interface (``post``, ``poll``, ``wait_for``, ``mailbox``, ``close``):
+
+* ``GossipChannel``, over ``torch.distributed`` (gloo): any machines, torchrun included;
+* ``SharedMemoryChannel``, over ``SharedSlots``: learners that galakit starts on one machine. No threads and no
+  sockets: a message is one copy into a shared slot and one copy out (``bench/README.md`` measures both).
+
+The gloo transport: a sender thread, a receiver thread and a mailbox per learner.
 
 gloo's ``isend``/``irecv`` cannot be polled (``is_completed()`` stays False until ``wait()``), so a learner cannot
 ask "has my peer's message arrived?" without blocking. Instead each learner runs two daemon threads:
@@ -46,6 +54,9 @@ class Mailbox:
     * ``"sum"`` (push-sum): messages from a sender are added up, since push-sum mass must never be lost;
     * ``"exact"`` (synchronous gossip): every message is kept until the receiver takes the messages of exactly
       its own step, so that each step applies one W_k and the network average is preserved.
+
+    The mailbox recycles its message buffers (a taken or replaced message's buffer holds the next one), so that
+    steady-state gossip allocates no memory: fresh multi-megabyte allocations cost more than the copies.
     """
 
     POLICIES = ("latest", "sum", "exact")
@@ -55,10 +66,11 @@ class Mailbox:
             raise ValueError(f"policy: got {policy!r}; accepted: {self.POLICIES}")
         self.policy = policy
         self.inbox: list[dict[int, tuple[torch.Tensor, float]]] = [{} for _ in range(world_size)]
+        self.spare: list[torch.Tensor] = []  # buffers of taken or replaced messages, reused by deliver
         self.last_step = [-1] * world_size   # newest step received from each sender (taken or not)
         self.stopped = [False] * world_size
         self.received = 0
-        self.changed = threading.Condition()
+        self.changed = threading.Condition(threading.RLock())
 
     def deliver(self, src: int, message: torch.Tensor) -> None:
         """Called by the receiver thread with ``[step, weight, kind, θ…]`` (the buffer is reused: copy it)."""
@@ -74,26 +86,32 @@ class Mailbox:
                     box[first] = (total.add_(payload), mass + weight)
                 else:
                     if self.policy == "latest":
+                        self.spare += [vector for vector, _ in box.values()]
                         box.clear()
-                    box[step] = (payload.clone(), weight)
+                    buffer = self.spare.pop() if self.spare else torch.empty_like(payload)
+                    box[step] = (buffer.copy_(payload), weight)
                 self.last_step[src] = max(self.last_step[src], step)
                 self.received += 1
             self.changed.notify_all()
 
-    def take(self, weights: dict[int, float] | None = None, step: int | None = None) -> Delivery | None:
+    def take(self, weights: dict[int, float] | None = None, step: int | None = None,
+             out: torch.Tensor | None = None) -> Delivery | None:
         """Consume the messages there (only those of ``step`` if given), each scaled by ``weights[sender]``
-        (default 1). Returns their sum, or None when there is none."""
+        (default 1). Returns their sum (written into ``out`` if given), or None when there is none."""
         with self.changed:
             chosen = [(j, s) for j, box in enumerate(self.inbox) for s in box if step is None or s == step]
             if not chosen:
                 return None
-            total = torch.zeros_like(self.inbox[chosen[0][0]][chosen[0][1]][0])
             mass = 0.0
-            for j, s in chosen:
+            for i, (j, s) in enumerate(chosen):
                 vector, weight = self.inbox[j].pop(s)
                 scale = 1.0 if weights is None else weights[j]
-                total.add_(vector, alpha=scale)
+                if i == 0:
+                    total = torch.mul(vector, scale, out=out) if out is not None else vector * scale
+                else:
+                    total.add_(vector, alpha=scale)
                 mass += scale * weight
+                self.spare.append(vector)
             return Delivery(total, mass, [j for j, _ in chosen], [s for _, s in chosen])
 
     def has_all(self, senders: tuple[int, ...], step: int | None = None) -> bool:
@@ -112,17 +130,20 @@ class Mailbox:
         message that learner r waits for exists as soon as its in-peer at step k has finished step k − 1
         (induction on k), even if that peer is ahead and its later messages go to other learners.
         """
-        if self.policy == "exact":
-            ready = lambda j: step in self.inbox[j]  # noqa: E731
-        else:
-            ready = lambda j: bool(self.inbox[j]) or self.last_step[j] >= step  # noqa: E731
         start = time.perf_counter()
         with self.changed:
-            while not all(ready(j) or self.stopped[j] for j in senders):
+            while not self.ready(senders, step):
                 if should_stop is not None and should_stop.is_set():
                     break
                 self.changed.wait(timeout=0.1)
         return time.perf_counter() - start
+
+    def ready(self, senders: tuple[int, ...], step: int) -> bool:
+        """The condition ``wait_for`` waits for."""
+        with self.changed:
+            if self.policy == "exact":
+                return all(self.stopped[j] or step in self.inbox[j] for j in senders)
+            return all(self.stopped[j] or self.inbox[j] or self.last_step[j] >= step for j in senders)
 
 
 class GossipChannel:
@@ -179,6 +200,14 @@ class GossipChannel:
         self._receiver.join(timeout)
         self._raise_if_failed()
 
+    def poll(self) -> None:
+        """Nothing to do: the receiver thread delivers messages as they arrive."""
+
+    def wait_for(self, senders: tuple[int, ...], step: int, should_stop: threading.Event | None = None) -> float:
+        """Block until the mailbox holds the messages of ``step`` from ``senders`` (``Mailbox.wait_for``)."""
+        self._raise_if_failed()
+        return self.mailbox.wait_for(senders, step, should_stop)
+
     # -- threads
     def _send_loop(self) -> None:
         try:
@@ -222,3 +251,77 @@ class GossipChannel:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise RuntimeError(f"gossip transport of learner {self.rank} failed: {self._error!r}") from self._error
+
+
+class SharedSlots:
+    """Gossip messages in shared memory for learners that galakit starts on one machine: one slot per directed
+    edge j → i of the schedule (over all its steps), each ``[step, weight, kind, θ_1 … θ_D]`` with a "full" flag
+    and its own lock. Built by the launcher and handed to every learner (picklable for spawn)."""
+
+    def __init__(self, edges: list[tuple[int, int]], world_size: int, dim: int, mp_context):
+        self.index = {edge: k for k, edge in enumerate(sorted(set(edges)))}
+        self.slots = torch.zeros(len(self.index), HEADER + dim).share_memory_()
+        self.full = torch.zeros(len(self.index), dtype=torch.bool).share_memory_()
+        self.stopped = torch.zeros(world_size, dtype=torch.bool).share_memory_()
+        self.locks = [mp_context.Lock() for _ in self.index]
+
+
+class SharedMemoryChannel:
+    """``GossipChannel``'s interface over ``SharedSlots``: no threads and no sockets.
+
+    ``post`` writes θ into the slot of each edge rank → destination. A message the receiver has not taken yet is
+    replaced (counted in ``dropped``) unless ``keep_every_message``: then push-sum adds the new message to it
+    (sums of push-sum messages are what the receiver would add up anyway), and synchronous gossip waits until the
+    receiver has taken it. ``poll`` moves the messages waiting in the
+    slots of edges j → rank into the same ``Mailbox`` the gloo transport fills, so both transports mix alike.
+    """
+
+    def __init__(self, rank: int, world_size: int, dim: int, slots: SharedSlots, policy: str = "latest"):
+        self.rank, self.world_size, self.dim, self.shared = rank, world_size, dim, slots
+        self.mailbox = Mailbox(world_size, policy)
+        self.sent = self.dropped = 0
+        self._inbound = [(j, k) for (j, i), k in slots.index.items() if i == rank]
+
+    def post(self, vector: torch.Tensor, step: int, destinations: tuple[int, ...], weight: float = 1.0,
+             keep_every_message: bool = False) -> None:
+        for dst in destinations:
+            k = self.shared.index[(self.rank, dst)]
+            must_wait = keep_every_message and self.mailbox.policy != "sum"
+            while must_wait and self.shared.full[k] and not self.shared.stopped[dst]:
+                self.poll()  # take our own messages meanwhile, so that two learners never wait on each other
+                time.sleep(0.0005)
+            with self.shared.locks[k]:
+                slot, accumulate = self.shared.slots[k], bool(self.shared.full[k])
+                if accumulate and keep_every_message:  # push-sum: add to the waiting message
+                    slot[HEADER:].add_(vector)
+                    slot[1] += weight
+                else:
+                    self.dropped += int(accumulate)
+                    slot[HEADER:].copy_(vector)
+                    slot[1] = weight
+                slot[0], slot[2] = float(step), PARAMS
+                self.shared.full[k] = True
+        self.sent += 1
+
+    def poll(self) -> None:
+        """Deliver the messages waiting for this learner, and note the senders that have stopped."""
+        for j, k in self._inbound:
+            if self.shared.full[k]:
+                with self.shared.locks[k]:
+                    self.mailbox.deliver(j, self.shared.slots[k])
+                    self.shared.full[k] = False
+            if self.shared.stopped[j] and not self.mailbox.stopped[j]:
+                self.mailbox.deliver(j, torch.tensor([-1.0, 0.0, STOP]))
+
+    def wait_for(self, senders: tuple[int, ...], step: int, should_stop: threading.Event | None = None) -> float:
+        """Poll until the mailbox holds the messages of ``step`` from ``senders`` (see ``Mailbox.wait_for``)."""
+        start = time.perf_counter()
+        self.poll()
+        while not self.mailbox.ready(senders, step) and not (should_stop is not None and should_stop.is_set()):
+            time.sleep(0.0005)
+            self.poll()
+        return time.perf_counter() - start
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Tell the other learners that this one has stopped (nothing to drain: the slots outlive us)."""
+        self.shared.stopped[self.rank] = True

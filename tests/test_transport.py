@@ -1,0 +1,102 @@
+"""The gossip mailbox on its own (no process group): what each policy keeps, and that recycled buffers never
+change a message that has been taken."""
+
+import pytest
+import torch
+
+from galakit.transport import HEADER, PARAMS, STOP, Mailbox
+
+
+def message(step: int, values, weight: float = 1.0, kind: float = PARAMS) -> torch.Tensor:
+    return torch.tensor([float(step), weight, kind, *values])
+
+
+def test_latest_keeps_each_senders_newest_message_and_sums_them_with_weights():
+    box = Mailbox(world_size=3, policy="latest")
+    box.deliver(1, message(0, [1.0, 1.0]))
+    box.deliver(1, message(1, [2.0, 4.0]))      # replaces step 0
+    box.deliver(2, message(5, [10.0, 20.0]))
+    assert box.has_all((1, 2)) and box.received == 3
+    out = torch.empty(2)
+    got = box.take({0: 0.0, 1: 0.5, 2: 0.25}, out=out)
+    assert got.total is out
+    assert got.total.tolist() == [0.5 * 2 + 0.25 * 10, 0.5 * 4 + 0.25 * 20]
+    assert got.weight == 0.75 and got.senders == [1, 2] and got.steps == [1, 5]
+    assert box.take() is None and not box.has_all((1,))
+
+
+def test_a_taken_sum_is_not_changed_by_later_deliveries_into_recycled_buffers():
+    box = Mailbox(world_size=2, policy="latest")
+    incoming = message(0, [3.0, 3.0])
+    box.deliver(1, incoming)
+    incoming[HEADER:] = -1.0                      # the receiver reuses its buffer: the mailbox must have copied
+    first = box.take().total.clone()
+    for step in range(1, 4):                      # these reuse the buffer the first message was in
+        box.deliver(1, message(step, [float(step), float(step)]))
+    assert first.tolist() == [3.0, 3.0]
+    assert box.take().total.tolist() == [3.0, 3.0]  # the newest message (step 3)
+    assert len(box.spare) <= 2                    # steady state: buffers are reused, not allocated
+
+
+def test_sum_policy_adds_up_every_message_and_its_mass():
+    box = Mailbox(world_size=2, policy="sum")
+    box.deliver(1, message(0, [1.0, 2.0], weight=0.5))
+    box.deliver(1, message(1, [3.0, 4.0], weight=0.25))
+    got = box.take()
+    assert got.total.tolist() == [4.0, 6.0] and got.weight == 0.75
+
+
+def test_exact_policy_hands_out_only_the_messages_of_the_requested_step():
+    box = Mailbox(world_size=3, policy="exact")
+    box.deliver(1, message(0, [1.0]))
+    box.deliver(1, message(1, [7.0]))
+    box.deliver(2, message(0, [2.0]))
+    assert box.has_all((1, 2), step=0) and not box.has_all((1, 2), step=1)
+    assert box.take(step=0).total.tolist() == [3.0]
+    assert box.take(step=1).total.tolist() == [7.0]
+    assert box.take(step=1) is None
+
+
+def test_a_stopped_sender_counts_as_present_and_an_unknown_policy_is_refused():
+    box = Mailbox(world_size=2)
+    box.deliver(1, message(-1, [0.0], weight=0.0, kind=STOP))
+    assert box.stopped[1] and box.has_all((1,)) and box.take() is None
+    assert box.wait_for((1,), step=3) < 1.0
+    with pytest.raises(ValueError, match="policy: got 'fifo'; accepted"):
+        Mailbox(world_size=2, policy="fifo")
+
+
+def two_channels(policy: str):
+    """Learners 0 and 1 of one machine, each sending to the other through shared memory."""
+    import multiprocessing
+
+    from galakit.transport import SharedMemoryChannel, SharedSlots
+
+    slots = SharedSlots([(0, 1), (1, 0)], world_size=2, dim=2, mp_context=multiprocessing.get_context("spawn"))
+    return [SharedMemoryChannel(rank, 2, 2, slots, policy=policy) for rank in (0, 1)]
+
+
+def test_shared_memory_channel_delivers_the_newest_message_and_counts_the_replaced_one():
+    a, b = two_channels("latest")
+    a.post(torch.tensor([1.0, 2.0]), step=0, destinations=(1,))
+    a.post(torch.tensor([3.0, 4.0]), step=1, destinations=(1,))   # b has not polled: replaces step 0
+    assert b.mailbox.take() is None                                 # nothing until b polls
+    b.poll()
+    got = b.mailbox.take()
+    assert got.total.tolist() == [3.0, 4.0] and got.steps == [1]
+    assert a.sent == 2 and a.dropped == 1
+
+
+def test_shared_memory_push_sum_adds_messages_the_receiver_has_not_taken():
+    a, b = two_channels("sum")
+    a.post(torch.tensor([1.0, 1.0]), step=0, destinations=(1,), weight=0.5, keep_every_message=True)
+    a.post(torch.tensor([2.0, 3.0]), step=1, destinations=(1,), weight=0.25, keep_every_message=True)
+    b.poll()
+    got = b.mailbox.take()
+    assert got.total.tolist() == [3.0, 4.0] and got.weight == 0.75 and a.dropped == 0
+
+
+def test_shared_memory_channel_reports_a_stopped_sender():
+    a, b = two_channels("exact")
+    a.close()
+    assert b.wait_for((0,), step=5) < 1.0 and b.mailbox.stopped[0]
