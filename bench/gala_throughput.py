@@ -11,7 +11,7 @@ between a warm-up update and the last one (frames/s = 4 × steps/s), next to the
   gala / allreduce, equal learners                              : ≥ 1.0
   gala / allreduce, learner 0's simulators slowed 2× on purpose : ≥ 1.3
 
-Run: `python bench/gala_throughput.py` (about 8 minutes on 2 cores; --updates, --passes, --configs to change).
+Run: `python bench/gala_throughput.py` (about 4 minutes on 2 cores; --updates, --passes, --configs to change).
 """
 
 from __future__ import annotations  # noqa: I001  (galakit before torch: its OpenMP setting applies here too)

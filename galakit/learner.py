@@ -21,7 +21,7 @@ import torch
 from galakit import checkpoint as ckpt
 from galakit.a2c import Episode, RolloutBuffer, a2c_update, collect_rollout, make_optimizer
 from galakit.config import Config
-from galakit.coupling import HogwildOptimizer, make_coupling
+from galakit.coupling import HogwildOptimizer, flatten_into, make_coupling
 from galakit.envs import make_vec_env
 from galakit.metrics import Metrics, MetricsWriter
 from galakit.models import make_model
@@ -126,6 +126,8 @@ class Learner:
         self.metrics = Metrics()
         self._unsent: list[Episode] = []
         self._max_step_norm = 0.0
+        dim = sum(p.numel() for p in self.model.parameters())
+        self._before, self._after = torch.empty(dim), torch.empty(dim)  # diagnostics' parameter copies
         if state:
             self._restore(state)
         else:
@@ -199,11 +201,11 @@ class Learner:
         self.coupling.before_rollout(self.model)
         episodes = collect_rollout(self.env, self.model, self.buf, self.global_step)
         rollout_done = time.perf_counter()
-        theta = self._flat_params() if cfg.diag_interval else None
+        theta = flatten_into(list(self.model.parameters()), self._before) if cfg.diag_interval else None
         stats = a2c_update(self.model, self.optimizer, self.buf, cfg.gamma, cfg.gae_lambda, cfg.value_coef,
                            cfg.entropy_coef, cfg.max_grad_norm, grad_hook=self.coupling.grad_hook)
         if theta is not None:  # ‖θ after − θ before‖ of the local step: α·G in the ε-ball bound
-            stats["step_norm"] = float((self._flat_params() - theta).norm())
+            stats["step_norm"] = float(theta.sub_(self._flat_params()).norm())
             self._max_step_norm = max(self._max_step_norm, stats["step_norm"])
         update_done = time.perf_counter()
         stats.update(self.coupling.after_update(self.model, self.update))
@@ -218,7 +220,8 @@ class Learner:
         return stats, episodes
 
     def _flat_params(self) -> torch.Tensor:
-        return torch.nn.utils.parameters_to_vector(self.model.parameters()).detach().cpu()
+        """θ (D,) on the CPU, in a buffer reused from update to update."""
+        return flatten_into(list(self.model.parameters()), self._after)
 
     def _set_learning_rate(self) -> None:
         lr = self.cfg.lr * (1 - self.update / self.cfg.num_updates) if self.cfg.lr_decay else self.cfg.lr

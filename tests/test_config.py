@@ -1,6 +1,7 @@
 """Bad input fails early with a message naming the field, the value and what is accepted; the CLI and the
 install files agree with the code."""
 
+import os
 import pickle
 import re
 import subprocess
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("algo", "ppo", "'a2c'"),
     ("env_backend", "envpool", "'auto', 'ale_vector', 'sync', 'async'"),
     ("device", "gpu", "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("gossip_transport", "tcp", "'auto', 'shared_memory', 'gloo'"),
     ("clip_rewards", "yes", "True, False or None"),
     ("hidden_sizes", (64, 0), "a non-empty tuple of positive ints"),
     ("env_id", "", "a non-empty environment id string"),
@@ -101,3 +103,13 @@ def test_environment_yml_agrees_with_pyproject():
     torch_pin = (ROOT / "constraints.txt").read_text().split()
     assert [p for p in pip if p.startswith("torch")] == [t for t in torch_pin if t.startswith("torch")]
     assert any(d.startswith("torch") for d in project["dependencies"])
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "3000"), ("0", "0")])
+def test_importing_galakit_shortens_the_openmp_spin_unless_the_user_set_it(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    if preset is not None:
+        env["GOMP_SPINCOUNT"] = preset
+    code = "import os, galakit; print(os.environ['GOMP_SPINCOUNT'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
