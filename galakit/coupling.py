@@ -128,8 +128,9 @@ class Gossip(Independent):
 
     ``push_sum``: also gossip a weight w_i (Kempe et al. 2003): the sender keeps 1/(p+1) of (w_i θ_i, w_i) and
     sends 1/(p+1) to each out-peer; the learner then uses θ_i = numerator / w_i. This recovers the true average
-    on directed graphs whose W is not doubly stochastic. Push-sum must not lose messages, so a learner then
-    waits for its previous message to leave before posting the next.
+    on directed graphs whose W is not doubly stochastic. Push-sum must not lose messages: over gloo a learner
+    waits for its previous message to leave before posting the next; over shared memory a message the receiver
+    has not taken yet is added to.
     """
 
     def __init__(self, schedule: Schedule, rank: int, model: nn.Module, sync_freq: int | None = None,
@@ -175,8 +176,7 @@ class Gossip(Independent):
             mixed = delivery.total.add_(theta, alpha=own_weight).div_(self.ps_weight)
         else:  # θ ← (w_ii θ + Σ w_ij θ_j) / (w_ii + Σ w_ij), in place
             mixed = delivery.total.add_(theta, alpha=peers.self_weight).div_(peers.self_weight + delivery.weight)
-        with torch.no_grad():
-            vector_to_parameters(mixed.to(params[0].device), params)
+        copy_into_parameters(mixed, params)
         self.skips = 0
         self.totals["mixed"] += 1
         return self._stats(update, mixed=True, waited=waited, staleness=update - min(delivery.steps))
@@ -214,6 +214,14 @@ def flatten_into(params: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
         if params[0].device.type == "cpu":
             return torch.cat([p.reshape(-1) for p in params], out=out)
         return out.copy_(parameters_to_vector(params))
+
+
+def copy_into_parameters(vector: torch.Tensor, params: list[torch.Tensor]) -> None:
+    """The inverse of ``flatten_into``: copy the (D,) vector into the parameters, in place. (Unlike
+    ``vector_to_parameters``, the parameters do not become views of ``vector``, a buffer reused later.)"""
+    with torch.no_grad():
+        for p, chunk in zip(params, vector.split([p.numel() for p in params]), strict=True):
+            p.copy_(chunk.view_as(p))
 
 
 def make_coupling(cfg, ctx, model: nn.Module) -> Independent:

@@ -191,7 +191,8 @@ class Run:
         """What the learners share in memory (A3C's model, the diagnostics board, GALA's message slots) needs
         the parameter count: build the model once here."""
         cfg = self.cfg
-        gossip_in_memory = cfg.algo == "gala" and cfg.gossip_transport in ("auto", "shared_memory")
+        gossip_in_memory = (cfg.algo == "gala" and cfg.num_learners > 1
+                            and cfg.gossip_transport in ("auto", "shared_memory"))
         if cfg.algo != "a3c" and not cfg.diag_interval and not gossip_in_memory:
             return None, None, None, None
         env = build_env(cfg.replace(num_envs=1), num_threads=1)
@@ -225,6 +226,7 @@ class Run:
             if finished:
                 break
             self._check_alive()
+        self._slots = None  # every learner has exited: free the shared gossip slots
         if self._bar is not None:
             self._bar.close()
 

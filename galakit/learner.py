@@ -126,8 +126,9 @@ class Learner:
         self.metrics = Metrics()
         self._unsent: list[Episode] = []
         self._max_step_norm = 0.0
-        dim = sum(p.numel() for p in self.model.parameters())
-        self._before, self._after = torch.empty(dim), torch.empty(dim)  # diagnostics' parameter copies
+        if cfg.diag_interval:  # the diagnostics' parameter copies, reused at every update
+            dim = sum(p.numel() for p in self.model.parameters())
+            self._before, self._after = torch.empty(dim), torch.empty(dim)
         if state:
             self._restore(state)
         else:

@@ -47,7 +47,7 @@ class AtariActorCritic(nn.Module):
         The scaled frames are laid out channels-last (same values, pixels stored channel-innermost): oneDNN's
         convolutions run that layout much faster on CPU (the update is ~1.5x faster); the weights keep theirs.
         """
-        frames = obs.contiguous(memory_format=torch.channels_last).float().div_(255.0)
+        frames = obs.contiguous(memory_format=torch.channels_last).to(torch.float32, copy=True).div_(255.0)
         features = self.torso(frames)
         return self.policy(features), self.value(features).squeeze(-1)
 

@@ -19,7 +19,8 @@ The learner's own thread never blocks on the network: it posts its parameters an
 gloo releases the GIL during transfers, so both threads overlap with the learner's rollout and update.
 
 A message is one float32 vector: ``[step, push-sum weight, kind, θ_1 … θ_D]``. When a learner finishes it sends
-a STOP message to every other learner; a receiver ends after it has seen a STOP from each of them.
+a STOP message to every other learner (over shared memory: raises its "stopped" flag); a receiver ends after it
+has seen a STOP from each of them.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Mailbox:
         self.changed = threading.Condition(threading.RLock())
 
     def deliver(self, src: int, message: torch.Tensor) -> None:
-        """Called by the receiver thread with ``[step, weight, kind, θ…]`` (the buffer is reused: copy it)."""
+        """Called by the transport with ``[step, weight, kind, θ…]`` (the buffer is reused: copy it)."""
         step, weight, kind = (float(x) for x in message[:HEADER])
         step = int(step)
         with self.changed:
@@ -253,6 +254,18 @@ class GossipChannel:
             raise RuntimeError(f"gossip transport of learner {self.rank} failed: {self._error!r}") from self._error
 
 
+class Backoff:
+    """Sleeps for polling loops: 0.1 ms first, doubling up to 5 ms, so that a short wait stays short and a long
+    one does not wake the learner thousands of times a second."""
+
+    def __init__(self, first: float = 1e-4, longest: float = 5e-3):
+        self.seconds, self.longest = first, longest
+
+    def sleep(self) -> None:
+        time.sleep(self.seconds)
+        self.seconds = min(2 * self.seconds, self.longest)
+
+
 class SharedSlots:
     """Gossip messages in shared memory for learners that galakit starts on one machine: one slot per directed
     edge j → i of the schedule (over all its steps), each ``[step, weight, kind, θ_1 … θ_D]`` with a "full" flag
@@ -270,9 +283,9 @@ class SharedMemoryChannel:
     """``GossipChannel``'s interface over ``SharedSlots``: no threads and no sockets.
 
     ``post`` writes θ into the slot of each edge rank → destination. A message the receiver has not taken yet is
-    replaced (counted in ``dropped``) unless ``keep_every_message``: then push-sum adds the new message to it
-    (sums of push-sum messages are what the receiver would add up anyway), and synchronous gossip waits until the
-    receiver has taken it. ``poll`` moves the messages waiting in the
+    replaced (``dropped`` counts the posts that replaced one) unless ``keep_every_message``: then push-sum adds the
+    new message to it (sums of push-sum messages are what the receiver would add up anyway), and synchronous gossip
+    waits until the receiver has polled it into its mailbox. ``poll`` moves the messages waiting in the
     slots of edges j → rank into the same ``Mailbox`` the gloo transport fills, so both transports mix alike.
     """
 
@@ -284,41 +297,45 @@ class SharedMemoryChannel:
 
     def post(self, vector: torch.Tensor, step: int, destinations: tuple[int, ...], weight: float = 1.0,
              keep_every_message: bool = False) -> None:
+        replaced = False
         for dst in destinations:
             k = self.shared.index[(self.rank, dst)]
             must_wait = keep_every_message and self.mailbox.policy != "sum"
+            pause = Backoff()
             while must_wait and self.shared.full[k] and not self.shared.stopped[dst]:
                 self.poll()  # take our own messages meanwhile, so that two learners never wait on each other
-                time.sleep(0.0005)
+                pause.sleep()
             with self.shared.locks[k]:
                 slot, accumulate = self.shared.slots[k], bool(self.shared.full[k])
                 if accumulate and keep_every_message:  # push-sum: add to the waiting message
                     slot[HEADER:].add_(vector)
                     slot[1] += weight
                 else:
-                    self.dropped += int(accumulate)
+                    replaced |= accumulate
                     slot[HEADER:].copy_(vector)
                     slot[1] = weight
                 slot[0], slot[2] = float(step), PARAMS
                 self.shared.full[k] = True
         self.sent += 1
+        self.dropped += int(replaced)
 
     def poll(self) -> None:
         """Deliver the messages waiting for this learner, and note the senders that have stopped."""
         for j, k in self._inbound:
+            stopped = bool(self.shared.stopped[j])  # read first: then j's last message is in the slot already
             if self.shared.full[k]:
                 with self.shared.locks[k]:
                     self.mailbox.deliver(j, self.shared.slots[k])
                     self.shared.full[k] = False
-            if self.shared.stopped[j] and not self.mailbox.stopped[j]:
+            if stopped and not self.mailbox.stopped[j]:
                 self.mailbox.deliver(j, torch.tensor([-1.0, 0.0, STOP]))
 
     def wait_for(self, senders: tuple[int, ...], step: int, should_stop: threading.Event | None = None) -> float:
         """Poll until the mailbox holds the messages of ``step`` from ``senders`` (see ``Mailbox.wait_for``)."""
-        start = time.perf_counter()
+        start, pause = time.perf_counter(), Backoff()
         self.poll()
         while not self.mailbox.ready(senders, step) and not (should_stop is not None and should_stop.is_set()):
-            time.sleep(0.0005)
+            pause.sleep()
             self.poll()
         return time.perf_counter() - start
 

@@ -35,6 +35,12 @@ def final_params(run_dir, n) -> torch.Tensor:
     return torch.stack(rows)
 
 
+def initial_params(c: Config, n: int) -> torch.Tensor:
+    """(n, D): each learner's parameters before training (CartPole: 4 observations, 2 actions)."""
+    return torch.stack([torch.nn.utils.parameters_to_vector(initial_model(c, r, (4,), 2).parameters())
+                        for r in range(n)])
+
+
 def max_pairwise(params: torch.Tensor) -> float:
     return float(torch.cdist(params, params).max().detach())
 
@@ -54,8 +60,7 @@ def test_gossip_drives_learners_with_different_initial_parameters_to_consensus(t
     c = cfg(tmp_path, algo="gala", num_learners=4, topology=topology, lr=0.0, identical_init=False,
             total_timesteps=4 * 2 * 5 * 400, gossip_transport=transport)
     galakit.train(c)
-    first = torch.stack([torch.nn.utils.parameters_to_vector(initial_model(c, r, (4,), 2).parameters())
-                         for r in range(4)])
+    first = initial_params(c, 4)
     assert max_pairwise(first) > 1.0
     assert max_pairwise(final_params(c.run_dir, 4)) < 1e-5
 
@@ -65,8 +70,7 @@ def test_synchronous_doubly_stochastic_gossip_preserves_the_average(tmp_path, tr
     c = cfg(tmp_path, algo="gala", num_learners=4, topology="ring", sync_freq=0, lr=0.0, identical_init=False,
             total_timesteps=4 * 2 * 5 * 100, gossip_transport=transport)
     galakit.train(c)
-    first = torch.stack([torch.nn.utils.parameters_to_vector(initial_model(c, r, (4,), 2).parameters())
-                         for r in range(4)])
+    first = initial_params(c, 4)
     last = final_params(c.run_dir, 4)
     assert max_pairwise(last) < 1e-5
     assert torch.allclose(last.mean(0), first.mean(0), atol=1e-6)
@@ -77,8 +81,7 @@ def test_asynchronous_push_sum_reaches_the_average_without_losing_mass(tmp_path,
     c = cfg(tmp_path, algo="gala", num_learners=4, topology="one_peer_exponential", push_sum=True, lr=0.0,
             identical_init=False, total_timesteps=4 * 2 * 5 * 300, gossip_transport=transport)
     galakit.train(c)
-    first = torch.stack([torch.nn.utils.parameters_to_vector(initial_model(c, r, (4,), 2).parameters())
-                         for r in range(4)])
+    first = initial_params(c, 4)
     last = final_params(c.run_dir, 4)
     assert max_pairwise(last) < 1e-4
     assert torch.allclose(last.mean(0), first.mean(0), atol=1e-4)
@@ -179,6 +182,11 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except (FileNotFoundError, ProcessLookupError):  # gone before open, or between open and read
         return False
+
+
+def test_one_gala_learner_in_the_background_is_plain_a2c(tmp_path):
+    run = galakit.train(cfg(tmp_path, algo="gala", num_learners=1, total_timesteps=2 * 5 * 20), background=True)
+    assert run.wait().progress[-1]["global_step"] == 2 * 5 * 20
 
 
 def test_background_run_can_be_watched_and_stopped(tmp_path):

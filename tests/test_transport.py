@@ -100,3 +100,24 @@ def test_shared_memory_channel_reports_a_stopped_sender():
     a, b = two_channels("exact")
     a.close()
     assert b.wait_for((0,), step=5) < 1.0 and b.mailbox.stopped[0]
+
+
+def test_two_gossiping_learners_in_one_process_mix_and_keep_parameters_of_their_own():
+    import multiprocessing
+
+    from galakit.coupling import Gossip, shared_slots
+    from galakit.topology import build_topology
+
+    schedule = build_topology("ring", 2)
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(3, 2) for _ in range(2)]
+    flat = lambda m: torch.nn.utils.parameters_to_vector(m.parameters()).detach().clone()  # noqa: E731
+    before = [flat(m) for m in models]
+    slots = shared_slots(schedule, before[0].numel(), multiprocessing.get_context("spawn"))
+    learners = [Gossip(schedule, rank, models[rank], slots=slots) for rank in range(2)]
+    assert learners[0].after_update(models[0], 0)["gossip_mixed"] == 0   # nothing has arrived yet
+    assert learners[1].after_update(models[1], 0)["gossip_mixed"] == 1   # θ_1 ← (θ_1 + θ_0) / 2
+    assert torch.allclose(flat(models[1]), (before[0] + before[1]) / 2)
+    learners[1].mixed.fill_(123.0)  # the coupling reuses its buffers: the model must not be a view of them
+    assert torch.allclose(flat(models[1]), (before[0] + before[1]) / 2)
+    assert torch.equal(flat(models[0]), before[0])
