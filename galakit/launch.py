@@ -154,7 +154,8 @@ def torchrun_environment() -> tuple[int, int] | None:
 # -- the launcher side
 class Run:
     """A run of learner processes. Use it as a handle: ``.wait()``, ``.stop()``, ``.metrics`` (live),
-    ``.consensus`` (live diagnostics), ``.done``. Also a context manager that stops the run on exit."""
+    ``.latest`` (each learner's newest progress row), ``.consensus`` (live diagnostics), ``.done``. Also a context
+    manager that stops the run on exit."""
 
     def __init__(self, cfg: Config, callback: Callback | None = None):
         self.cfg, self.callback = cfg, callback
@@ -222,7 +223,8 @@ class Run:
                 reading = consensus_reading(self._board, self._rho)
                 if reading is not None:
                     last_diag = reading["update_max"]
-                    self.metrics.consensus.append(reading)
+                    with self._lock:
+                        self.metrics.consensus.append(reading)
             if finished:
                 break
             self._check_alive()
@@ -261,6 +263,18 @@ class Run:
             returns = [self._latest[rank]["episodic_return_mean"] for rank in sorted(self._latest)]
             self._bar.set_postfix(ret=" ".join(f"{r:.1f}" for r in returns), refresh=False)
             self._bar.update(0)
+
+    @property
+    def consensus(self) -> list[dict[str, Any]]:
+        """The ε-ball readings so far (``diag_interval`` > 0), oldest first; also in ``.metrics.consensus``."""
+        with self._lock:
+            return list(self.metrics.consensus)
+
+    @property
+    def latest(self) -> dict[int, dict[str, Any]]:
+        """{rank: that learner's newest progress row} (SPS, returns, losses, gossip counters, phase times)."""
+        with self._lock:
+            return {rank: dict(row) for rank, row in sorted(self._latest.items())}
 
     # -- controlling
     @property

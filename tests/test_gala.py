@@ -196,6 +196,8 @@ def test_background_run_can_be_watched_and_stopped(tmp_path):
     while {r["rank"] for r in run.metrics.progress} != {0, 1}:  # live rows from both learners
         assert time.monotonic() < deadline and run.error is None
         time.sleep(0.1)
+    latest = run.latest
+    assert sorted(latest) == [0, 1] and all(latest[r]["rank"] == r and latest[r]["SPS"] > 0 for r in latest)
     metrics = run.stop()
     assert run.done and not run.error, [(p.exitcode, p.is_alive()) for p in run._procs]
     assert metrics.progress and all(r["update"] % 5 == 0 for r in metrics.progress)
@@ -205,8 +207,10 @@ def test_background_run_can_be_watched_and_stopped(tmp_path):
 def test_forkserver_start_method_and_diagnostics(tmp_path):
     c = cfg(tmp_path, algo="gala", num_learners=2, start_method="forkserver", diag_interval=5,
             total_timesteps=2 * 2 * 5 * 100)
-    metrics = galakit.train(c)
+    run = galakit.train(c, background=True)
+    metrics = run.wait()
     assert metrics.consensus, "no consensus reading arrived"
+    assert run.consensus == metrics.consensus
     last = metrics.consensus[-1]
     assert len(last["distance_to_average"]) == 2 and last["max_pairwise_distance"] >= 0
     assert os.path.exists(metrics.checkpoint) and "consensus" in metrics.checkpoint
