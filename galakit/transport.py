@@ -290,7 +290,7 @@ class SharedMemoryChannel:
     """
 
     def __init__(self, rank: int, world_size: int, dim: int, slots: SharedSlots, policy: str = "latest"):
-        self.rank, self.world_size, self.dim, self.shared = rank, world_size, dim, slots
+        self.rank, self.shared = rank, slots  # (dim: GossipChannel's signature; the slots know their size)
         self.mailbox = Mailbox(world_size, policy)
         self.sent = self.dropped = 0
         self._inbound = [(j, k) for (j, i), k in slots.index.items() if i == rank]
@@ -340,5 +340,6 @@ class SharedMemoryChannel:
         return time.perf_counter() - start
 
     def close(self, timeout: float = 60.0) -> None:
-        """Tell the other learners that this one has stopped (nothing to drain: the slots outlive us)."""
+        """Tell the other learners that this one has stopped (nothing to drain and no ``timeout`` to wait: the
+        slots outlive us)."""
         self.shared.stopped[self.rank] = True
