@@ -1,24 +1,36 @@
 """Live ε-ball diagnostics of a run: how far each learner's parameters are from the learners' average.
 
-Every ``diag_interval`` updates each learner copies its parameters θ_i (D,) into its row of a shared-memory
-board (one copy under the row's own lock: a learner never waits for another learner). The launcher reads the
-board and computes, with ``galakit.consensus``,
+Every ``diag_interval`` updates each learner publishes its parameters θ_i (D,) on a board, without ever waiting
+for another learner:
+
+* ``DiagnosticsBoard`` (learners that galakit starts): one copy into the learner's row of a shared-memory table,
+  under the row's own lock; the launcher reads the table;
+* ``RelayBoard`` (torchrun, any machines): the learner posts θ_i to learner 0 on a gloo group of its own (a
+  ``GossipChannel``: sender and receiver threads), and learner 0 reads the newest vector of each learner.
+
+A ``ConsensusRecorder`` takes a reading whenever a learner has published something new, computing with
+``galakit.consensus``
 
     ‖θ_i − θ̄‖ for each learner,   max_ij ‖θ_i − θ_j‖,   and the bound  ε = α ρ √n G / (1 − ρ)
 
 where ρ is the contraction of the topology (one period of its schedule) and α G is the largest local step
 ‖θ_after − θ_before‖ the learners reported. The bound is the standard one for synchronous gossip
 (``galakit.consensus.epsilon_bound``); asynchronous gossip mixes less often, so read it as a reference line.
+Readings go to ``<run_dir>/consensus.csv`` and TensorBoard (``consensus/…``) as well as to ``Metrics.consensus``.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from galakit.consensus import distance_to_average, epsilon_bound, max_pairwise_distance
+from galakit.metrics import ConsensusWriter
+from galakit.transport import GossipChannel
 
 
 class DiagnosticsBoard:
@@ -36,6 +48,10 @@ class DiagnosticsBoard:
             self.updates[rank] = update
             self.step_norms[rank] = max(float(self.step_norms[rank]), step_norm)
 
+    def version(self) -> int:
+        """The sum of the published update indices: it grows whenever a learner publishes."""
+        return int(self.updates.sum())
+
     def snapshot(self) -> tuple[torch.Tensor, np.ndarray, float] | None:
         """(θ (n, D), update index of each row, max step norm), or None until every learner has published."""
         rows = []
@@ -48,7 +64,94 @@ class DiagnosticsBoard:
         return torch.stack(rows), updates, float(self.step_norms.max())
 
 
-def consensus_reading(board: DiagnosticsBoard, rho: float | None, window: int = 1) -> dict[str, Any] | None:
+class RelayBoard:
+    """The board of a torchrun job, where there is no launcher process and no memory shared between machines.
+
+    Learner r ≠ 0 posts θ_r to learner 0 through a ``GossipChannel`` on ``group`` (its own gloo group: the
+    gossip's receivers never see these messages), whose sender thread does the sending; the push-sum weight slot of
+    the message carries the learner's largest local step norm. Learner 0 keeps each learner's newest vector, its
+    own included, and ``recorder`` (given on learner 0 only) takes a reading each time learner 0 publishes.
+    Every learner calls ``close`` when it finishes; learner 0 then takes the last reading.
+    """
+
+    def __init__(self, rank: int, world_size: int, dim: int, group, recorder: ConsensusRecorder | None = None):
+        self.rank, self.recorder = rank, recorder
+        self.channel = GossipChannel(rank, world_size, dim, policy="latest", group=group)
+        if rank == 0:
+            self.params = torch.zeros(world_size, dim)
+            self.updates = np.full(world_size, -1, dtype=np.int64)
+            self.step_norms = np.zeros(world_size)
+
+    def publish(self, rank: int, update: int, theta: torch.Tensor, step_norm: float) -> None:
+        if rank != 0:
+            self.channel.post(theta, update, destinations=(0,), weight=step_norm)
+            return
+        self._store(0, update, theta, step_norm)
+        if self.recorder is not None:
+            self.recorder.record(self)
+
+    def version(self) -> int:
+        self._drain()
+        return int(self.updates.sum())
+
+    def snapshot(self) -> tuple[torch.Tensor, np.ndarray, float] | None:
+        self._drain()
+        if (self.updates < 0).any():
+            return None
+        return self.params.clone(), self.updates.copy(), float(self.step_norms.max())
+
+    def close(self) -> None:
+        self.channel.close()  # returns once every learner's last message is in learner 0's mailbox
+        if self.recorder is not None:
+            self.recorder.record(self)
+            self.recorder.close()
+
+    def _drain(self) -> None:
+        for j in range(1, len(self.updates)):
+            taken = self.channel.mailbox.take_one(j, out=self.params[j])
+            if taken is not None:
+                step, step_norm = taken
+                self._store(j, step, None, step_norm)
+
+    def _store(self, j: int, update: int, theta: torch.Tensor | None, step_norm: float) -> None:
+        if theta is not None:
+            self.params[j].copy_(theta)
+        self.updates[j] = update
+        self.step_norms[j] = max(self.step_norms[j], step_norm)
+
+
+class ConsensusRecorder:
+    """Takes a reading of a board whenever some learner has published since the last one, and logs it to
+    ``<run_dir>/consensus.csv`` and TensorBoard. ``rho``: the topology's contraction (None: no bound)."""
+
+    def __init__(self, rho: float | None, run_dir: str | Path, tensorboard: bool = True):
+        self.rho, self.run_dir, self.tensorboard = rho, Path(run_dir), tensorboard
+        self.readings: list[dict[str, Any]] = []
+        self._version: int | None = None
+        self._writer: ConsensusWriter | None = None
+
+    def record(self, board: DiagnosticsBoard | RelayBoard) -> dict[str, Any] | None:
+        """The new reading, or None when nothing new was published (or some learner has not published yet)."""
+        version = board.version()
+        if version == self._version:
+            return None
+        reading = consensus_reading(board, self.rho)
+        if reading is None:
+            return None
+        self._version = version
+        if self._writer is None:
+            self._writer = ConsensusWriter(self.run_dir, len(reading["distance_to_average"]), self.tensorboard)
+        self._writer.write(reading)
+        self.readings.append(reading)
+        return reading
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def consensus_reading(board: DiagnosticsBoard | RelayBoard, rho: float | None,
+                      window: int = 1) -> dict[str, Any] | None:
     """One reading of the board: distances to the average, max pairwise distance and the ε bound."""
     snap = board.snapshot()
     if snap is None:
@@ -58,6 +161,6 @@ def consensus_reading(board: DiagnosticsBoard, rho: float | None, window: int = 
     bound = None
     if rho is not None and rho < 1:
         bound = epsilon_bound(rho, alpha=1.0, grad_bound=step_norm, n=n, window=window)
-    return {"update_min": int(updates.min()), "update_max": int(updates.max()),
+    return {"time": time.time(), "update_min": int(updates.min()), "update_max": int(updates.max()),
             "distance_to_average": distance_to_average(params).tolist(),
             "max_pairwise_distance": max_pairwise_distance(params), "epsilon_bound": bound}

@@ -35,7 +35,7 @@ from galakit import checkpoint as ckpt
 from galakit.a2c import Episode
 from galakit.config import Config
 from galakit.coupling import SharedState, gossip_schedule, shared_slots
-from galakit.diagnostics import DiagnosticsBoard, consensus_reading
+from galakit.diagnostics import ConsensusRecorder, DiagnosticsBoard, RelayBoard
 from galakit.learner import Learner, LearnerContext, build_env, initial_model
 from galakit.metrics import Metrics
 from galakit.transport import SharedSlots
@@ -91,11 +91,17 @@ def worker_main(rank: int, world_size: int, cfg: Config, init_method: str, event
         dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size,
                                 timeout=timedelta(minutes=10))
         gossip_group = dist.new_group(backend="gloo") if cfg.algo == "gala" and slots is None else None
+        if events is None and cfg.diag_interval and world_size > 1:  # torchrun: no launcher to read a shared board
+            board = relay_board(cfg, rank, world_size)
         context = LearnerContext(rank, world_size, stop, shared, board, gossip_group, slots)
         report = (lambda row: events.put(("row", rank, row))) if events is not None else _print_row
         learner = Learner(cfg, callback=report, context=context)
         metrics = learner.run()
         learner.close()
+        if isinstance(board, RelayBoard):
+            board.close()
+            if board.recorder is not None and board.recorder.readings:
+                _print_reading(board.recorder.readings[-1])
         consensus = save_consensus(learner, shared)
         if events is not None:
             events.put(("done", rank, {"checkpoint": metrics.checkpoint, "consensus": consensus}))
@@ -111,6 +117,22 @@ def worker_main(rank: int, world_size: int, cfg: Config, init_method: str, event
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def relay_board(cfg: Config, rank: int, world_size: int) -> RelayBoard:
+    """The diagnostics board of a torchrun job (every rank calls it: it creates a process group)."""
+    group = dist.new_group(backend="gloo")
+    dim = sum(p.numel() for p in reference_model(cfg).parameters())
+    recorder = ConsensusRecorder(_topology_rho(cfg), cfg.run_dir or ".", cfg.tensorboard) if rank == 0 else None
+    return RelayBoard(rank, world_size, dim, group, recorder)
+
+
+def reference_model(cfg: Config) -> torch.nn.Module:
+    """The run's initial model (the same on every learner), built from one simulator's spaces."""
+    env = build_env(cfg.replace(num_envs=1), num_threads=1)
+    model = initial_model(cfg, 0, env.single_observation_space.shape, int(env.single_action_space.n))
+    env.close()
+    return model
 
 
 def save_consensus(learner: Learner, shared: SharedState | None) -> str | None:
@@ -137,6 +159,12 @@ def _die_with_parent() -> None:
     """Linux: get SIGTERM when the parent dies, even by SIGKILL, so no learner is left orphaned."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def _print_reading(reading: dict[str, Any]) -> None:
+    bound = reading["epsilon_bound"]
+    print(f"consensus at update {reading['update_max']}: max pairwise distance "
+          f"{reading['max_pairwise_distance']:.4g}" + ("" if bound is None else f", ε bound {bound:.4g}"), flush=True)
 
 
 def _print_row(row: dict[str, Any]) -> None:
@@ -173,7 +201,9 @@ class Run:
         ctx = mp.get_context(cfg.start_method)
         self._events, self._stop = ctx.Queue(), ctx.Event()
         # on self: the parent holds what it shares (locks included) until the learners are done with it
-        shared, self._board, self._rho, self._slots = self._shared_state(ctx)
+        shared, self._board, self._slots = self._shared_state(ctx)
+        self._recorder = (ConsensusRecorder(_topology_rho(cfg), self.metrics.run_dir, cfg.tensorboard)
+                          if self._board is not None else None)
         init_method = f"tcp://127.0.0.1:{_free_port()}"
         for rank in range(n):
             proc = ctx.Process(target=worker_main, name=f"galakit-learner-{rank}",
@@ -187,18 +217,15 @@ class Run:
         self._monitor.start()
         return self
 
-    def _shared_state(self, ctx) -> tuple[SharedState | None, DiagnosticsBoard | None, float | None,
-                                          SharedSlots | None]:
+    def _shared_state(self, ctx) -> tuple[SharedState | None, DiagnosticsBoard | None, SharedSlots | None]:
         """What the learners share in memory (A3C's model, the diagnostics board, GALA's message slots) needs
         the parameter count: build the model once here."""
         cfg = self.cfg
         gossip_in_memory = (cfg.algo == "gala" and cfg.num_learners > 1
                             and cfg.gossip_transport in ("auto", "shared_memory"))
         if cfg.algo != "a3c" and not cfg.diag_interval and not gossip_in_memory:
-            return None, None, None, None
-        env = build_env(cfg.replace(num_envs=1), num_threads=1)
-        model = initial_model(cfg, 0, env.single_observation_space.shape, int(env.single_action_space.n))
-        env.close()
+            return None, None, None
+        model = reference_model(cfg)
         shared = SharedState(model) if cfg.algo == "a3c" else None
         dim = sum(p.numel() for p in model.parameters())
         board = DiagnosticsBoard(cfg.num_learners, dim, ctx) if cfg.diag_interval else None
@@ -206,11 +233,10 @@ class Run:
         if slots is None and cfg.gossip_transport == "shared_memory":
             raise ValueError("gossip_transport: 'shared_memory' needs room in /dev/shm for one parameter vector per "
                              "edge of the topology, and there is not enough; accepted here: 'gloo', 'auto'")
-        return shared, board, _topology_rho(cfg), slots
+        return shared, board, slots
 
     # -- watching
     def _watch(self) -> None:
-        last_diag = -1
         while True:
             finished = self.done  # read before draining: what they sent before exiting is in the queue
             until = time.monotonic() + 0.2
@@ -219,16 +245,16 @@ class Run:
                     self._handle(*self._events.get(timeout=0.1))
             except queue_module.Empty:
                 pass
-            if self._board is not None and int(self._board.updates.max()) > last_diag:
-                reading = consensus_reading(self._board, self._rho)
-                if reading is not None:
-                    last_diag = reading["update_max"]
-                    with self._lock:
-                        self.metrics.consensus.append(reading)
+            reading = self._recorder.record(self._board) if self._recorder is not None else None
+            if reading is not None:
+                with self._lock:
+                    self.metrics.consensus.append(reading)
             if finished:
                 break
             self._check_alive()
         self._slots = None  # every learner has exited: free the shared gossip slots
+        if self._recorder is not None:
+            self._recorder.close()
         if self._bar is not None:
             self._bar.close()
 
@@ -350,7 +376,7 @@ def _topology_rho(cfg: Config) -> float | None:
     """ρ of one period of the run's gossip schedule (GALA), 0 for allreduce, None when nothing couples."""
     if cfg.algo == "allreduce":
         return 0.0
-    if cfg.algo != "gala":
+    if cfg.algo != "gala" or cfg.num_learners == 1:
         return None
     return gossip_schedule(cfg, cfg.num_learners).rho()
 

@@ -186,6 +186,8 @@ class Learner:
                     self._log(writer, stats, sps, bar)
                 if cfg.checkpoint_interval and self.update % cfg.checkpoint_interval == 0:
                     self.save()
+            if self.ctx.board is not None and self.update % cfg.diag_interval:
+                self._publish()  # the final parameters, for the last reading
             self.save()
             self.coupling.close()
         finally:
@@ -215,10 +217,14 @@ class Learner:
         self.buf.obs[0] = self.buf.obs[-1]  # s_T starts the next rollout
         self.update += 1
         if self.ctx.board is not None and self.update % cfg.diag_interval == 0:
-            self.ctx.board.publish(self.ctx.rank, self.update, self._flat_params(), self._max_step_norm)
+            self._publish()
         self.metrics.episodes += episodes
         self._unsent += episodes
         return stats, episodes
+
+    def _publish(self) -> None:
+        """θ_i and the largest local step so far onto the diagnostics board (``galakit.diagnostics``)."""
+        self.ctx.board.publish(self.ctx.rank, self.update, self._flat_params(), self._max_step_norm)
 
     def _flat_params(self) -> torch.Tensor:
         """θ (D,) on the CPU, in a buffer reused from update to update."""

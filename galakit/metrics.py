@@ -1,9 +1,10 @@
 """Metrics of a run: what the notebook gets back, and what goes to CSV and TensorBoard.
 
 Names follow CleanRL's TensorBoard tags (``charts/episodic_return``, ``charts/SPS``, ``losses/value_loss``, …).
-Two CSV files per run: ``progress.csv`` (one row per ``log_interval`` updates) and ``episodes.csv`` (one row per
-finished game, raw score). Rows are written whole and flushed, so a crash leaves complete lines. Each progress row
-also times the update's three phases: ``time_rollout_s`` (acting; A3C's pull of the shared model included),
+Two CSV files per learner: ``progress.csv`` (one row per ``log_interval`` updates) and ``episodes.csv`` (one row
+per finished game, raw score); with diagnostics on, one per run: ``consensus.csv`` (one row per ε-ball reading).
+Rows are written whole and flushed, so a crash leaves complete lines. Each progress row also times the update's
+three phases: ``time_rollout_s`` (acting; A3C's pull of the shared model included),
 ``time_update_s`` (the A2C step; AllReduce's wait for the other learners' gradients included) and
 ``time_coupling_s`` (GALA's gossip step).
 """
@@ -68,14 +69,25 @@ class Metrics:
                 f"{self.mean_return():.2f}")
 
 
+def open_csv(path: Path, fields: tuple[str, ...]):
+    """(file, DictWriter) appending to ``path``; the header is written when the file is new (resumed runs append)."""
+    new = not path.exists() or path.stat().st_size == 0
+    f = open(path, "a", newline="")
+    writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+    if new:
+        writer.writeheader()
+        f.flush()
+    return f, writer
+
+
 class MetricsWriter:
     """Appends progress rows and episodes to CSV files and, optionally, TensorBoard."""
 
     def __init__(self, run_dir: str | Path, tensorboard: bool = True, hparams: dict[str, Any] | None = None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._progress = self._open_csv("progress.csv", PROGRESS_FIELDS)
-        self._episodes = self._open_csv("episodes.csv", ("global_step", "return", "length"))
+        self._progress = open_csv(self.run_dir / "progress.csv", PROGRESS_FIELDS)
+        self._episodes = open_csv(self.run_dir / "episodes.csv", ("global_step", "return", "length"))
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: it is slow to import
@@ -84,16 +96,6 @@ class MetricsWriter:
             if hparams:
                 table = "\n".join(f"|{k}|{v}|" for k, v in hparams.items())
                 self._tb.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-
-    def _open_csv(self, name: str, fields: tuple[str, ...]):
-        path = self.run_dir / name
-        new = not path.exists() or path.stat().st_size == 0
-        f = open(path, "a", newline="")
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-            f.flush()
-        return f, writer
 
     def episode(self, e: Episode) -> None:
         f, writer = self._episodes
@@ -115,5 +117,38 @@ class MetricsWriter:
     def close(self) -> None:
         for f, _ in (self._progress, self._episodes):
             f.close()
+        if self._tb:
+            self._tb.close()
+
+
+class ConsensusWriter:
+    """Appends ε-ball readings (``galakit.diagnostics``) to ``<run_dir>/consensus.csv``, one column of distances
+    per learner, and to TensorBoard under ``<run_dir>/consensus`` (tags ``consensus/…``, step = newest update)."""
+
+    def __init__(self, run_dir: str | Path, num_learners: int, tensorboard: bool = True):
+        self.fields = ("time", "update_min", "update_max", "max_pairwise_distance", "epsilon_bound",
+                       *(f"distance_to_average_{i}" for i in range(num_learners)))
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._file, self._csv = open_csv(self.run_dir / "consensus.csv", self.fields)
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.run_dir / "consensus"))
+
+    def write(self, reading: dict[str, Any]) -> None:
+        distances = {f"distance_to_average_{i}": d for i, d in enumerate(reading["distance_to_average"])}
+        self._csv.writerow({**reading, **distances})
+        self._file.flush()
+        if self._tb:
+            scalars = {"max_pairwise_distance": reading["max_pairwise_distance"],
+                       "epsilon_bound": reading["epsilon_bound"], **distances}
+            for name, value in scalars.items():
+                if value is not None:
+                    self._tb.add_scalar(f"consensus/{name}", value, reading["update_max"])
+
+    def close(self) -> None:
+        self._file.close()
         if self._tb:
             self._tb.close()

@@ -18,7 +18,10 @@ ask "has my peer's message arrived?" without blocking. Instead each learner runs
 The learner's own thread never blocks on the network: it posts its parameters and looks into the mailbox.
 gloo releases the GIL during transfers, so both threads overlap with the learner's rollout and update.
 
-A message is one float32 vector: ``[step, push-sum weight, kind, θ_1 … θ_D]``. When a learner finishes it sends
+A message is one float32 vector: ``[step, push-sum weight, kind, oldest step, θ_1 … θ_D]``: the sender's update
+index, its push-sum weight, PARAMS or STOP, and the oldest update index summed into the message (push-sum over
+shared memory adds a new message to one the receiver has not taken; otherwise it equals the step). When a learner
+finishes it sends
 a STOP message to every other learner (over shared memory: raises its "stopped" flag); a receiver ends after it
 has seen a STOP from each of them.
 """
@@ -32,8 +35,13 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-HEADER = 3
+HEADER = 4
 PARAMS, STOP = 0.0, 1.0
+
+
+def header(step: int, weight: float = 0.0, kind: float = PARAMS, oldest: int | None = None) -> torch.Tensor:
+    """A message's first ``HEADER`` values: ``[step, weight, kind, oldest step]`` (oldest defaults to step)."""
+    return torch.tensor([float(step), weight, kind, float(step if oldest is None else oldest)])
 
 
 @dataclass
@@ -43,7 +51,7 @@ class Delivery:
     total: torch.Tensor          # Σ_j message_j, shape (D,)
     weight: float                # Σ_j push-sum weight_j
     senders: list[int]
-    steps: list[int]             # the sender's update index when it sent each message
+    steps: list[int]             # the sender's update index when it sent each message (the oldest, for sums)
 
 
 class Mailbox:
@@ -74,9 +82,10 @@ class Mailbox:
         self.changed = threading.Condition(threading.RLock())
 
     def deliver(self, src: int, message: torch.Tensor) -> None:
-        """Called by the transport with ``[step, weight, kind, θ…]`` (the buffer is reused: copy it)."""
-        step, weight, kind = (float(x) for x in message[:HEADER])
-        step = int(step)
+        """Called by the transport with ``[step, weight, kind, oldest, θ…]`` (the buffer is reused: copy it).
+        Messages are filed under their oldest step (staleness counts from it); ``last_step`` keeps the newest."""
+        step, weight, kind, oldest = (float(x) for x in message[:HEADER])
+        step, oldest = int(step), int(oldest)
         with self.changed:
             if kind == STOP:
                 self.stopped[src] = True
@@ -90,7 +99,7 @@ class Mailbox:
                         self.spare += [vector for vector, _ in box.values()]
                         box.clear()
                     buffer = self.spare.pop() if self.spare else torch.empty_like(payload)
-                    box[step] = (buffer.copy_(payload), weight)
+                    box[oldest] = (buffer.copy_(payload), weight)
                 self.last_step[src] = max(self.last_step[src], step)
                 self.received += 1
             self.changed.notify_all()
@@ -114,6 +123,19 @@ class Mailbox:
                 mass += scale * weight
                 self.spare.append(vector)
             return Delivery(total, mass, [j for j, _ in chosen], [s for _, s in chosen])
+
+    def take_one(self, src: int, out: torch.Tensor) -> tuple[int, float] | None:
+        """Copy sender ``src``'s oldest waiting message into ``out`` (D,) and consume it. Returns (its step, its
+        weight), or None when ``src`` has nothing waiting."""
+        with self.changed:
+            box = self.inbox[src]
+            if not box:
+                return None
+            step = min(box)
+            vector, weight = box.pop(step)
+            out.copy_(vector)
+            self.spare.append(vector)
+            return step, weight
 
     def has_all(self, senders: tuple[int, ...], step: int | None = None) -> bool:
         """Whether every sender has a message here (of exactly ``step``, if given) or has stopped."""
@@ -182,7 +204,7 @@ class GossipChannel:
                     self._cond.wait(timeout=0.1)
             elif self._destinations is not None:
                 self.dropped += 1
-            self._outbox[0], self._outbox[1], self._outbox[2] = float(step), weight, PARAMS
+            self._outbox[:HEADER] = header(step, weight)
             self._outbox[HEADER:].copy_(vector)
             self._destinations = tuple(destinations)
             self._cond.notify_all()
@@ -193,7 +215,7 @@ class GossipChannel:
         with self._cond:
             while (self._destinations is not None or self._sending) and self._error is None:
                 self._cond.wait(timeout=0.1)
-            self._outbox[:HEADER] = torch.tensor([-1.0, 0.0, STOP])
+            self._outbox[:HEADER] = header(-1, kind=STOP)
             self._destinations = tuple(r for r in range(self.world_size) if r != self.rank)
             self._closing = True
             self._cond.notify_all()
@@ -268,7 +290,7 @@ class Backoff:
 
 class SharedSlots:
     """Gossip messages in shared memory for learners that galakit starts on one machine: one slot per directed
-    edge j → i of the schedule (over all its steps), each ``[step, weight, kind, θ_1 … θ_D]`` with a "full" flag
+    edge j → i of the schedule (over all its steps), each ``[step, weight, kind, oldest, θ_1 … θ_D]`` with a "full" flag
     and its own lock. Built by the launcher and handed to every learner (picklable for spawn)."""
 
     def __init__(self, edges: list[tuple[int, int]], world_size: int, dim: int, mp_context):
@@ -307,13 +329,13 @@ class SharedMemoryChannel:
                 pause.sleep()
             with self.shared.locks[k]:
                 slot, accumulate = self.shared.slots[k], bool(self.shared.full[k])
-                if accumulate and keep_every_message:  # push-sum: add to the waiting message
+                if accumulate and keep_every_message:  # push-sum: add to the waiting message (keeps its oldest step)
                     slot[HEADER:].add_(vector)
                     slot[1] += weight
                 else:
                     replaced |= accumulate
                     slot[HEADER:].copy_(vector)
-                    slot[1] = weight
+                    slot[1], slot[3] = weight, float(step)
                 slot[0], slot[2] = float(step), PARAMS
                 self.shared.full[k] = True
         self.sent += 1
@@ -328,7 +350,7 @@ class SharedMemoryChannel:
                     self.mailbox.deliver(j, self.shared.slots[k])
                     self.shared.full[k] = False
             if stopped and not self.mailbox.stopped[j]:
-                self.mailbox.deliver(j, torch.tensor([-1.0, 0.0, STOP]))
+                self.mailbox.deliver(j, header(-1, kind=STOP))
 
     def wait_for(self, senders: tuple[int, ...], step: int, should_stop: threading.Event | None = None) -> float:
         """Poll until the mailbox holds the messages of ``step`` from ``senders`` (see ``Mailbox.wait_for``)."""

@@ -1,12 +1,14 @@
 """Several learner processes: gossip reaches consensus, AllReduce keeps learners identical, asynchrony,
 clean shutdown and errors, torchrun, and learning CartPole with GALA, AllReduce and A3C."""
 
+import csv
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -185,8 +187,11 @@ def _alive(pid: int) -> bool:
 
 
 def test_one_gala_learner_in_the_background_is_plain_a2c(tmp_path):
-    run = galakit.train(cfg(tmp_path, algo="gala", num_learners=1, total_timesteps=2 * 5 * 20), background=True)
-    assert run.wait().progress[-1]["global_step"] == 2 * 5 * 20
+    run = galakit.train(cfg(tmp_path, algo="gala", num_learners=1, total_timesteps=2 * 5 * 20, diag_interval=5),
+                        background=True)
+    metrics = run.wait()
+    assert metrics.progress[-1]["global_step"] == 2 * 5 * 20
+    assert metrics.consensus[-1]["max_pairwise_distance"] == 0 and metrics.consensus[-1]["epsilon_bound"] is None
 
 
 def test_background_run_can_be_watched_and_stopped(tmp_path):
@@ -204,15 +209,27 @@ def test_background_run_can_be_watched_and_stopped(tmp_path):
     assert children_of(os.getpid()) == []
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_forkserver_start_method_and_diagnostics(tmp_path):
     c = cfg(tmp_path, algo="gala", num_learners=2, start_method="forkserver", diag_interval=5,
-            total_timesteps=2 * 2 * 5 * 100)
+            total_timesteps=2 * 2 * 5 * 100, tensorboard=True)
     run = galakit.train(c, background=True)
     metrics = run.wait()
     assert metrics.consensus, "no consensus reading arrived"
     assert run.consensus == metrics.consensus
     last = metrics.consensus[-1]
     assert len(last["distance_to_average"]) == 2 and last["max_pairwise_distance"] >= 0
+    logged = read_csv(Path(metrics.run_dir) / "consensus.csv")   # every reading, also on disk
+    assert [int(r["update_max"]) for r in logged] == [r["update_max"] for r in metrics.consensus]
+    assert float(logged[-1]["distance_to_average_1"]) == pytest.approx(last["distance_to_average"][1])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(f"{metrics.run_dir}/consensus").Reload()
+    assert len(board.Scalars("consensus/max_pairwise_distance")) == len(logged)
     assert os.path.exists(metrics.checkpoint) and "consensus" in metrics.checkpoint
     assert galakit.evaluate(metrics.checkpoint, episodes=2).shape == (2,)
 
@@ -222,12 +239,22 @@ def test_two_learners_through_torchrun(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", "-m", "galakit.cli", "train",
            "--algo", "gala", "--env-id", "CartPole-v1", "--num-envs", "2", "--total-timesteps", "400",
-           "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard"]
+           "--diag-interval", "4", "--sync-freq", "1", "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     for rank in range(2):
         assert "learner" in out.stdout and list_checkpoints(run_dir / f"learner_{rank}" / "checkpoints")
     assert list_checkpoints(run_dir / "consensus")
+    # diagnostics without a launcher: learner 1 relays θ_1 to learner 0, which logs the readings (sync_freq 1
+    # keeps the two learners within an update of each other, so that learner 0 has θ_1 at most of its readings)
+    readings = read_csv(run_dir / "consensus.csv")
+    updates = [int(r["update_max"]) for r in readings]
+    assert len(readings) >= 3 and updates == sorted(updates) and updates[-1] == 20, out.stdout
+    assert int(readings[-1]["update_min"]) == 20                      # the last reading has both final vectors
+    distances = [float(readings[-1][f"distance_to_average_{i}"]) for i in range(2)]
+    assert distances[0] == pytest.approx(distances[1], rel=1e-5) and distances[0] > 0  # equally far from θ̄
+    assert float(readings[-1]["max_pairwise_distance"]) == pytest.approx(2 * distances[0], rel=1e-5)
+    assert "consensus at update 20" in out.stdout
 
 
 @pytest.mark.slow

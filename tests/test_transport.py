@@ -4,11 +4,11 @@ change a message that has been taken."""
 import pytest
 import torch
 
-from galakit.transport import HEADER, PARAMS, STOP, Mailbox
+from galakit.transport import HEADER, PARAMS, STOP, Mailbox, header
 
 
 def message(step: int, values, weight: float = 1.0, kind: float = PARAMS) -> torch.Tensor:
-    return torch.tensor([float(step), weight, kind, *values])
+    return torch.cat([header(step, weight, kind), torch.tensor(values)])
 
 
 def test_latest_keeps_each_senders_newest_message_and_sums_them_with_weights():
@@ -89,11 +89,20 @@ def test_shared_memory_channel_delivers_the_newest_message_and_counts_the_replac
 
 def test_shared_memory_push_sum_adds_messages_the_receiver_has_not_taken():
     a, b = two_channels("sum")
-    a.post(torch.tensor([1.0, 1.0]), step=0, destinations=(1,), weight=0.5, keep_every_message=True)
-    a.post(torch.tensor([2.0, 3.0]), step=1, destinations=(1,), weight=0.25, keep_every_message=True)
+    a.post(torch.tensor([1.0, 1.0]), step=3, destinations=(1,), weight=0.5, keep_every_message=True)
+    a.post(torch.tensor([2.0, 3.0]), step=5, destinations=(1,), weight=0.25, keep_every_message=True)
     b.poll()
+    assert b.mailbox.last_step[0] == 5                # the newest step sent, for blocking waits
     got = b.mailbox.take()
     assert got.total.tolist() == [3.0, 4.0] and got.weight == 0.75 and a.dropped == 0
+    assert got.steps == [3]                           # staleness counts from the oldest message in the sum
+
+
+def test_both_transports_file_a_push_sum_under_its_oldest_step():
+    box = Mailbox(world_size=2, policy="sum")         # what the gloo receiver does with two separate messages
+    box.deliver(1, message(3, [1.0], weight=0.5))
+    box.deliver(1, message(5, [2.0], weight=0.25))
+    assert box.last_step[1] == 5 and box.take().steps == [3]
 
 
 def test_shared_memory_channel_reports_a_stopped_sender():
