@@ -6,7 +6,7 @@ for another learner:
 * ``DiagnosticsBoard`` (learners that galakit starts): one copy into the learner's row of a shared-memory table,
   under the row's own lock; the launcher reads the table;
 * ``RelayBoard`` (torchrun, any machines): the learner posts θ_i to learner 0 on a gloo group of its own (a
-  ``GossipChannel``: sender and receiver threads), and learner 0 reads the newest vector of each learner.
+  ``GossipChannel``: sender and receiver threads), and a thread of learner 0 reads the newest vector of each.
 
 A ``ConsensusRecorder`` takes a reading whenever a learner has published something new, computing with
 ``galakit.consensus``
@@ -21,6 +21,7 @@ Readings go to ``<run_dir>/consensus.csv`` and TensorBoard (``consensus/…``) a
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -70,41 +71,62 @@ class RelayBoard:
     Learner r ≠ 0 posts θ_r to learner 0 through a ``GossipChannel`` on ``group`` (its own gloo group: the
     gossip's receivers never see these messages), whose sender thread does the sending; the push-sum weight slot of
     the message carries the learner's largest local step norm. Learner 0 keeps each learner's newest vector, its
-    own included, and ``recorder`` (given on learner 0 only) takes a reading each time learner 0 publishes.
-    Every learner calls ``close`` when it finishes; learner 0 then takes the last reading.
+    own included, and a reader thread there plays the launcher's part: every 0.05 s, ``recorder`` takes a reading
+    if something new has arrived. Every learner calls ``close`` when it finishes; learner 0 then takes the last
+    reading, with every learner's final vector.
     """
 
     def __init__(self, rank: int, world_size: int, dim: int, group, recorder: ConsensusRecorder | None = None):
         self.rank, self.recorder = rank, recorder
         self.channel = GossipChannel(rank, world_size, dim, policy="latest", group=group)
-        if rank == 0:
-            self.params = torch.zeros(world_size, dim)
-            self.updates = np.full(world_size, -1, dtype=np.int64)
-            self.step_norms = np.zeros(world_size)
+        if rank != 0:
+            return
+        self.params = torch.zeros(world_size, dim)
+        self.updates = np.full(world_size, -1, dtype=np.int64)
+        self.step_norms = np.zeros(world_size)
+        self._lock = threading.Lock()  # learner 0's thread writes row 0 while the reader reads every row
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._reader = threading.Thread(target=self._read, name="galakit-diagnostics", daemon=True)
+        if recorder is not None:
+            self._reader.start()
 
     def publish(self, rank: int, update: int, theta: torch.Tensor, step_norm: float) -> None:
         if rank != 0:
             self.channel.post(theta, update, destinations=(0,), weight=step_norm)
             return
-        self._store(0, update, theta, step_norm)
-        if self.recorder is not None:
-            self.recorder.record(self)
+        with self._lock:
+            self._store(0, update, theta, step_norm)
 
     def version(self) -> int:
-        self._drain()
-        return int(self.updates.sum())
+        with self._lock:
+            self._drain()
+            return int(self.updates.sum())
 
     def snapshot(self) -> tuple[torch.Tensor, np.ndarray, float] | None:
-        self._drain()
-        if (self.updates < 0).any():
-            return None
-        return self.params.clone(), self.updates.copy(), float(self.step_norms.max())
+        with self._lock:
+            self._drain()
+            if (self.updates < 0).any():
+                return None
+            return self.params.clone(), self.updates.copy(), float(self.step_norms.max())
 
     def close(self) -> None:
         self.channel.close()  # returns once every learner's last message is in learner 0's mailbox
-        if self.recorder is not None:
-            self.recorder.record(self)
-            self.recorder.close()
+        if self.recorder is None:
+            return
+        self._done.set()
+        self._reader.join()
+        if self._error is not None:
+            raise RuntimeError(f"diagnostics of learner 0 failed: {self._error!r}") from self._error
+        self.recorder.record(self)
+        self.recorder.close()
+
+    def _read(self) -> None:
+        try:
+            while not self._done.wait(0.05):
+                self.recorder.record(self)
+        except BaseException as err:  # raised by close
+            self._error = err
 
     def _drain(self) -> None:
         for j in range(1, len(self.updates)):

@@ -238,23 +238,22 @@ def test_two_learners_through_torchrun(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", "-m", "galakit.cli", "train",
-           "--algo", "gala", "--env-id", "CartPole-v1", "--num-envs", "2", "--total-timesteps", "400",
-           "--diag-interval", "4", "--sync-freq", "1", "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard"]
+           "--algo", "gala", "--env-id", "CartPole-v1", "--num-envs", "2", "--total-timesteps", "2000",
+           "--diag-interval", "4", "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     for rank in range(2):
         assert "learner" in out.stdout and list_checkpoints(run_dir / f"learner_{rank}" / "checkpoints")
     assert list_checkpoints(run_dir / "consensus")
-    # diagnostics without a launcher: learner 1 relays θ_1 to learner 0, which logs the readings (sync_freq 1
-    # keeps the two learners within an update of each other, so that learner 0 has θ_1 at most of its readings)
+    # diagnostics without a launcher: learner 1 relays θ_1 to learner 0, where a thread logs the readings
     readings = read_csv(run_dir / "consensus.csv")
     updates = [int(r["update_max"]) for r in readings]
-    assert len(readings) >= 3 and updates == sorted(updates) and updates[-1] == 20, out.stdout
-    assert int(readings[-1]["update_min"]) == 20                      # the last reading has both final vectors
+    assert len(readings) >= 2 and updates == sorted(updates) and updates[-1] == 100, out.stdout  # live + last
+    assert int(readings[-1]["update_min"]) == 100                     # the last reading has both final vectors
     distances = [float(readings[-1][f"distance_to_average_{i}"]) for i in range(2)]
     assert distances[0] == pytest.approx(distances[1], rel=1e-5) and distances[0] > 0  # equally far from θ̄
     assert float(readings[-1]["max_pairwise_distance"]) == pytest.approx(2 * distances[0], rel=1e-5)
-    assert "consensus at update 20" in out.stdout
+    assert "consensus at update 100" in out.stdout
 
 
 @pytest.mark.slow
