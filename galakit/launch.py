@@ -98,11 +98,11 @@ def worker_main(rank: int, world_size: int, cfg: Config, init_method: str, event
         learner = Learner(cfg, callback=report, context=context)
         metrics = learner.run()
         learner.close()
+        consensus = save_consensus(learner, shared)  # an all-reduce: every learner has finished training after it
         if isinstance(board, RelayBoard):
             board.close()
             if board.recorder is not None and board.recorder.readings:
                 _print_reading(board.recorder.readings[-1])
-        consensus = save_consensus(learner, shared)
         if events is not None:
             events.put(("done", rank, {"checkpoint": metrics.checkpoint, "consensus": consensus}))
         else:
