@@ -1,6 +1,7 @@
 """Metrics of a run: what the notebook gets back, and what goes to CSV and TensorBoard.
 
-Names follow CleanRL's TensorBoard tags (``charts/episodic_return``, ``charts/SPS``, ``losses/value_loss``, …).
+Names follow CleanRL's TensorBoard tags (``charts/episodic_return``, ``charts/SPS``, ``losses/value_loss``, …);
+GALA's gossip counters go under ``gossip/…`` and the phase times under ``time/…``.
 Two CSV files per learner: ``progress.csv`` (one row per ``log_interval`` updates) and ``episodes.csv`` (one row
 per finished game, raw score); with diagnostics on, one per run: ``consensus.csv`` (one row per ε-ball reading).
 Rows are written whole and flushed, so a crash leaves complete lines. Each progress row also times the update's
@@ -29,8 +30,13 @@ TENSORBOARD_TAGS = {"SPS": "charts/SPS", "learning_rate": "charts/learning_rate"
                     "episodic_return_mean": "charts/episodic_return_mean", "policy_loss": "losses/policy_loss",
                     "value_loss": "losses/value_loss", "entropy": "losses/entropy",
                     "explained_variance": "losses/explained_variance", "grad_norm": "losses/grad_norm",
-                    "time_rollout_s": "time/rollout_s", "time_update_s": "time/update_s",
-                    "time_coupling_s": "time/coupling_s"}
+                    "step_norm": "charts/step_norm", "time_rollout_s": "time/rollout_s",
+                    "time_update_s": "time/update_s", "time_coupling_s": "time/coupling_s",
+                    "staleness": "gossip/staleness", "consecutive_skips": "gossip/consecutive_skips",
+                    "gossip_mixed_total": "gossip/mixed_total", "gossip_skipped_total": "gossip/skipped_total",
+                    "gossip_waits_total": "gossip/waits_total", "gossip_wait_s": "gossip/wait_s",
+                    "messages_sent": "gossip/messages_sent", "messages_received": "gossip/messages_received",
+                    "messages_dropped": "gossip/messages_dropped"}
 
 
 @dataclass
