@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
+        from galakit.diagnostics import describe
         from galakit.launch import torchrun_environment, train, worker_main
 
         try:
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         metrics = train(cfg)
         print(f"{metrics.summary()}\nrun directory: {metrics.run_dir}\ncheckpoint: {metrics.checkpoint}")
+        if metrics.consensus:
+            print(describe(metrics.consensus[-1]))
     elif args.command == "evaluate":
         from galakit.evaluate import evaluate
 
@@ -111,6 +114,7 @@ def run_demo(run_dir: str) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from galakit.diagnostics import describe
     from galakit.evaluate import evaluate
     from galakit.launch import train
     from galakit.plots import plot_training
@@ -123,9 +127,7 @@ def run_demo(run_dir: str) -> int:
     for rank in range(cfg.num_learners):
         print(f"  learner {rank}: mean raw return of its last 100 games {metrics.mean_return(100, rank=rank):6.1f}")
     if metrics.consensus:
-        last = metrics.consensus[-1]
-        print(f"  consensus at update {last['update_max']}: max distance to the average "
-              f"{max(last['distance_to_average']):.4f}, max pairwise {last['max_pairwise_distance']:.4f}")
+        print(f"  {describe(metrics.consensus[-1])}")
     scores = evaluate(metrics.checkpoint, episodes=20)
     print(f"  the learners' average model ({metrics.checkpoint}): mean raw return {np.mean(scores):.1f} "
           f"over {len(scores)} games")

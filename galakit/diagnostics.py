@@ -186,3 +186,11 @@ def consensus_reading(board: DiagnosticsBoard | RelayBoard, rho: float | None,
     return {"time": time.time(), "update_min": int(updates.min()), "update_max": int(updates.max()),
             "distance_to_average": distance_to_average(params).tolist(),
             "max_pairwise_distance": max_pairwise_distance(params), "epsilon_bound": bound}
+
+
+def describe(reading: dict[str, Any]) -> str:
+    """One line for a terminal: ``consensus at update k: max distance to the average …, max pairwise …, ε …``."""
+    bound = reading["epsilon_bound"]
+    return (f"consensus at update {reading['update_max']}: max distance to the average "
+            f"{max(reading['distance_to_average']):.4g}, max pairwise {reading['max_pairwise_distance']:.4g}"
+            + ("" if bound is None else f", ε bound {bound:.4g}"))

@@ -35,7 +35,7 @@ from galakit import checkpoint as ckpt
 from galakit.a2c import Episode
 from galakit.config import Config
 from galakit.coupling import SharedState, gossip_schedule, shared_slots
-from galakit.diagnostics import ConsensusRecorder, DiagnosticsBoard, RelayBoard
+from galakit.diagnostics import ConsensusRecorder, DiagnosticsBoard, RelayBoard, describe
 from galakit.learner import Learner, LearnerContext, build_env, initial_model
 from galakit.metrics import Metrics
 from galakit.transport import SharedSlots
@@ -102,7 +102,7 @@ def worker_main(rank: int, world_size: int, cfg: Config, init_method: str, event
         if isinstance(board, RelayBoard):
             board.close()
             if board.recorder is not None and board.recorder.readings:
-                _print_reading(board.recorder.readings[-1])
+                print(describe(board.recorder.readings[-1]), flush=True)
         if events is not None:
             events.put(("done", rank, {"checkpoint": metrics.checkpoint, "consensus": consensus}))
         else:
@@ -159,12 +159,6 @@ def _die_with_parent() -> None:
     """Linux: get SIGTERM when the parent dies, even by SIGKILL, so no learner is left orphaned."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def _print_reading(reading: dict[str, Any]) -> None:
-    bound = reading["epsilon_bound"]
-    print(f"consensus at update {reading['update_max']}: max pairwise distance "
-          f"{reading['max_pairwise_distance']:.4g}" + ("" if bound is None else f", ε bound {bound:.4g}"), flush=True)
 
 
 def _print_row(row: dict[str, Any]) -> None:

@@ -70,8 +70,10 @@ class Metrics:
         return games[hits[0] + window - 1].global_step if len(hits) else None
 
     def summary(self) -> str:
-        steps = self.progress[-1]["global_step"] if self.progress else 0
-        return (f"{steps} steps, {len(self.episodes)} games, mean raw return (last 100) "
+        """``"<steps> steps[ of n learners], <games> games, mean raw return (last 100) <r>"``."""
+        newest = {row.get("rank", 0): row["global_step"] for row in self.progress}  # each learner's last row
+        learners = f" of {len(newest)} learners" if len(newest) > 1 else ""
+        return (f"{sum(newest.values())} steps{learners}, {len(self.episodes)} games, mean raw return (last 100) "
                 f"{self.mean_return():.2f}")
 
 

@@ -255,7 +255,7 @@ def test_two_learners_through_torchrun(tmp_path):
     distances = [float(readings[-1][f"distance_to_average_{i}"]) for i in range(2)]
     assert distances[0] == pytest.approx(distances[1], rel=1e-5) and distances[0] > 0  # equally far from θ̄
     assert float(readings[-1]["max_pairwise_distance"]) == pytest.approx(2 * distances[0], rel=1e-5)
-    assert "consensus at update 100" in out.stdout
+    assert "consensus at update 100: max distance to the average" in out.stdout
 
 
 @pytest.mark.slow

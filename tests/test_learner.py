@@ -10,6 +10,7 @@ import galakit
 from galakit.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
 from galakit.config import Config
 from galakit.evaluate import evaluate
+from galakit.metrics import Metrics
 
 
 def quick(tmp_path, name="run", **kw) -> Config:
@@ -136,3 +137,10 @@ def test_a2c_trains_on_real_atari_through_the_native_vector_env(tmp_path):
     assert [r["update"] for r in metrics.progress] == [10, 20, 30]
     assert all(np.isfinite(r["value_loss"]) for r in metrics.progress)
     assert set(learner.buf.rewards.unique().tolist()) <= {-1.0, 0.0, 1.0}  # the learner sees clipped rewards
+
+
+def test_summary_counts_the_steps_of_every_learner():
+    rows = [{"rank": 0, "global_step": 10}, {"rank": 1, "global_step": 10}, {"rank": 0, "global_step": 20}]
+    assert Metrics(progress=rows).summary().startswith("30 steps of 2 learners, 0 games")
+    assert Metrics(progress=rows[:1]).summary().startswith("10 steps, 0 games")
+    assert Metrics().summary().startswith("0 steps, 0 games")
