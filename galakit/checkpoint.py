@@ -66,6 +66,39 @@ def find_checkpoint(path: str | Path) -> Path:
                             "(expected a ckpt_*.pt file or a run directory holding checkpoints/)")
 
 
+RUN_FILES = ("progress.csv", "episodes.csv", "consensus.csv")
+
+
+def previous_run(directory: str | Path) -> Path | None:
+    """A log or checkpoint that an earlier run left in ``directory`` (or its ``learner_<rank>/`` folders), or None."""
+    directory = Path(directory)
+    for folder in [directory, *sorted(directory.glob("learner_*"))]:
+        found = [folder / name for name in RUN_FILES if (folder / name).exists()]
+        found += list_checkpoints(folder / "checkpoints") + list_checkpoints(folder / "consensus")
+        if found:
+            return found[0]
+    return None
+
+
+def check_new_run_dir(directory: str | Path) -> None:
+    """A new run (not a resumed one) gets a directory of its own: in another run's, the logs would mix and the
+    pruning of old checkpoints (by step) could delete the new run's."""
+    found = previous_run(directory)
+    if found is not None:
+        raise ValueError(f"run_dir: {str(directory)!r} already holds a run ({found}); pass resume={str(directory)!r} "
+                         "to continue it, or another run_dir (left unset, every run gets a new runs/<run_name>)")
+
+
+def new_run_dir(run_name: str, root: str | Path = "runs") -> Path:
+    """``root/run_name``, or ``root/run_name_2``, ``_3``, … when an earlier run is there (two runs started in the
+    same second get the same default name)."""
+    path, k = Path(root) / run_name, 1
+    while previous_run(path) is not None:
+        k += 1
+        path = Path(root) / f"{run_name}_{k}"
+    return path
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = find_checkpoint(path)
     state = torch.load(path, map_location="cpu", weights_only=False)

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--deterministic", action="store_true", help="Take the most likely action.")
     ev.add_argument("--device", default="cpu", help="Device for the policy (default: cpu).")
     demo = sub.add_parser("demo", help="GALA-A2C: 4 gossiping learners on CartPole; prints and plots the result.")
-    demo.add_argument("--run-dir", default="runs/demo", help="Where the demo writes (default: runs/demo).")
+    demo.add_argument("--run-dir", default="runs/demo",
+                      help="Where the demo writes (default: runs/demo; runs/demo_2, … once that holds a run).")
     return parser
 
 
@@ -114,10 +115,13 @@ def run_demo(run_dir: str) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from galakit.checkpoint import new_run_dir
     from galakit.diagnostics import describe
     from galakit.evaluate import evaluate
     from galakit.launch import train
     from galakit.plots import plot_training
+
+    run_dir = str(new_run_dir(os.path.basename(run_dir), os.path.dirname(run_dir) or "."))  # then runs/demo_2, …
 
     cfg = Config.preset("cartpole", algo="gala", num_learners=4, num_envs=4, lr=1.4e-3, lr_decay=True,
                         topology="ring", diag_interval=25, run_dir=run_dir, seed=1)

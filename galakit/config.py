@@ -82,7 +82,8 @@ class Config:
     torch_threads: int = _help("torch intra-op threads; 0 picks all cores.", default=0)
     env_threads: int = _help("Native ALE simulator threads; 0 picks all cores.", default=0)
     # -- bookkeeping
-    run_dir: str | None = _help("Where logs and checkpoints go; default runs/<run_name>.", default=None)
+    run_dir: str | None = _help("Where logs and checkpoints go (a new run needs a directory without another run "
+                                "in it); default runs/<run_name>.", default=None)
     run_name: str | None = _help("Run name; default <env>__<algo>__<seed>__<unix time>.", default=None)
     log_interval: int = _help("Write a progress row every this many updates.", default=10)
     checkpoint_interval: int = _help("Save a checkpoint every this many updates (0: only at the end).",

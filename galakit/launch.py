@@ -182,7 +182,9 @@ class Run:
     def __init__(self, cfg: Config, callback: Callback | None = None):
         self.cfg, self.callback = cfg, callback
         run_dir = cfg.run_dir or (cfg.resume if cfg.resume and os.path.isdir(cfg.resume) else None)
-        self.metrics = Metrics(run_dir=run_dir or os.path.join("runs", cfg.resolved_run_name()))
+        if run_dir and not cfg.resume:
+            ckpt.check_new_run_dir(run_dir)  # here, before any process starts
+        self.metrics = Metrics(run_dir=str(run_dir or ckpt.new_run_dir(cfg.resolved_run_name())))
         self.cfg = cfg.replace(run_dir=self.metrics.run_dir)  # every learner must agree on it
         self.error: LearnerError | None = None
         self._latest: dict[int, dict[str, Any]] = {}

@@ -163,8 +163,11 @@ class Learner:
     def _run_dir(self, state: dict[str, Any] | None) -> Path:
         if state and not self.cfg.run_dir:  # continue where the checkpoint came from (…/checkpoints/ckpt_*.pt)
             return Path(state["path"]).parent.parent
-        base = Path(self.cfg.run_dir or Path("runs") / self.cfg.resolved_run_name())
-        return base / f"learner_{self.ctx.rank}" if self.ctx.world_size > 1 else base
+        base = Path(self.cfg.run_dir) if self.cfg.run_dir else ckpt.new_run_dir(self.cfg.resolved_run_name())
+        path = base / f"learner_{self.ctx.rank}" if self.ctx.world_size > 1 else base
+        if not state:
+            ckpt.check_new_run_dir(path)
+        return path
 
     @property
     def global_step(self) -> int:

@@ -144,3 +144,18 @@ def test_summary_counts_the_steps_of_every_learner():
     assert Metrics(progress=rows).summary().startswith("30 steps of 2 learners, 0 games")
     assert Metrics(progress=rows[:1]).summary().startswith("10 steps, 0 games")
     assert Metrics().summary().startswith("0 steps, 0 games")
+
+
+def test_a_new_run_refuses_a_directory_holding_another_run(tmp_path, monkeypatch):
+    first = galakit.train(quick(tmp_path, total_timesteps=40 * 2))
+    for config in (quick(tmp_path, total_timesteps=40 * 2),                              # one learner, here
+                   quick(tmp_path, total_timesteps=40 * 2, algo="gala", num_learners=2)):  # before any process
+        with pytest.raises(ValueError, match=r"run_dir: .* already holds a run .*progress.csv.*pass resume="):
+            galakit.train(config)
+    assert len(list_checkpoints(f"{first.run_dir}/checkpoints")) == 1 and not list((tmp_path / "run").glob("learner_*"))
+    resumed = galakit.train(quick(tmp_path, total_timesteps=40 * 4, resume=first.run_dir))  # continuing is fine
+    assert resumed.progress[-1]["global_step"] == 40 * 4
+    monkeypatch.chdir(tmp_path)  # default directories, runs/<run_name>: a new one for every run
+    names = [galakit.train(quick(tmp_path, total_timesteps=40, run_dir=None, run_name="same")).run_dir
+             for _ in range(2)]
+    assert names == ["runs/same", "runs/same_2"]
