@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         from galakit.diagnostics import describe
-        from galakit.launch import torchrun_environment, train, worker_main
+        from galakit.launch import torchrun_config, torchrun_environment, train, worker_main
 
         try:
             cfg = config_from_args(args)
@@ -89,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         ranks = torchrun_environment()
         if ranks is not None:  # one learner of a torchrun job: the job is the launcher
             rank, world_size = ranks
-            if cfg.run_dir is None:  # every rank must agree on it: name it after the job, not the clock
-                job = os.environ.get("TORCHELASTIC_RUN_ID", "job")
-                cfg = cfg.replace(run_dir=f"runs/{cfg.env_id.replace('/', '_')}__{cfg.algo}__{cfg.seed}__{job}")
-            worker_main(rank, world_size, cfg.replace(num_learners=world_size), init_method="env://")
+            worker_main(rank, world_size, torchrun_config(cfg, world_size), init_method="env://")
             return 0
         metrics = train(cfg)
         print(f"{metrics.summary()}\nrun directory: {metrics.run_dir}\ncheckpoint: {metrics.checkpoint}")

@@ -166,6 +166,19 @@ def _print_row(row: dict[str, Any]) -> None:
           f"SPS {row['SPS']:.0f}", flush=True)
 
 
+def torchrun_config(cfg: Config, world_size: int) -> Config:
+    """The config of one learner of a torchrun job. Every rank must agree on the run directory: by default it is
+    named after the job, not the clock. When torchrun restarts the job after a failure (``--max-restarts``), the
+    learners continue from their newest checkpoints (``checkpoint_interval`` sets how much is lost)."""
+    if cfg.run_dir is None:
+        job = os.environ.get("TORCHELASTIC_RUN_ID", "job")
+        cfg = cfg.replace(run_dir=f"runs/{cfg.env_id.replace('/', '_')}__{cfg.algo}__{cfg.seed}__{job}")
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if restarted and cfg.resume is None and ckpt.previous_run(cfg.run_dir) is not None:
+        cfg = cfg.replace(resume=cfg.run_dir)
+    return cfg.replace(num_learners=world_size)
+
+
 def torchrun_environment() -> tuple[int, int] | None:
     """(rank, world size) when this process was started by torchrun, else None."""
     if "TORCHELASTIC_RUN_ID" in os.environ or {"RANK", "WORLD_SIZE", "MASTER_ADDR"} <= set(os.environ):

@@ -258,6 +258,20 @@ def test_two_learners_through_torchrun(tmp_path):
     assert "consensus at update 100: max distance to the average" in out.stdout
 
 
+def test_a_job_that_torchrun_restarts_continues_from_its_checkpoints(tmp_path, monkeypatch):
+    from galakit.launch import torchrun_config
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job7")
+    monkeypatch.chdir(tmp_path)
+    c = cfg(tmp_path, run_dir=None)
+    first = torchrun_config(c, world_size=2)           # first attempt: a fresh run, named after the job
+    assert first.run_dir == "runs/CartPole-v1__a2c__1__job7" and first.resume is None and first.num_learners == 2
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert torchrun_config(c, world_size=2).resume is None   # restarted before anything was written: start afresh
+    galakit.train(first.replace(num_learners=1, run_dir=f"{first.run_dir}/learner_0", total_timesteps=20))
+    assert torchrun_config(c, world_size=2).resume == first.run_dir  # restarted: continue where it stopped
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo, lr", [("gala", 1.4e-3), ("allreduce", 7e-4), ("a3c", 7e-4)])
 def test_two_learners_solve_cartpole_within_the_single_learner_budget(tmp_path, algo, lr):
