@@ -13,6 +13,8 @@ from __future__ import annotations  # noqa: I001  (galakit.threads must come bef
 
 import argparse
 import os
+import shutil
+import tempfile
 import time
 
 import galakit.threads  # noqa: F401  (sets GOMP_SPINCOUNT: both libraries below run with it)
@@ -34,12 +36,13 @@ def rate(timestamps: list[tuple[int, float]], warmup: int) -> float:
 
 def galakit_a2c(updates: int, warmup: int, threads: int) -> float:
     cfg = Config.preset("atari", env_id=ENV, total_timesteps=(updates + warmup) * NUM_ENVS * NUM_STEPS,
-                        run_dir="/tmp/galakit-bench", progress=False, tensorboard=False, log_interval=1,
-                        checkpoint_interval=0, torch_threads=threads)
+                        run_dir=tempfile.mkdtemp(prefix="galakit-bench-"), progress=False, tensorboard=False,
+                        log_interval=1, checkpoint_interval=0, torch_threads=threads)
     stamps: list[tuple[int, float]] = []
     learner = Learner(cfg, callback=lambda row: stamps.append((row["global_step"], time.perf_counter())))
     learner.run()
     learner.close()
+    shutil.rmtree(cfg.run_dir)
     return rate(stamps, warmup)
 
 

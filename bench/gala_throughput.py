@@ -23,6 +23,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -72,7 +73,7 @@ class GpuUtilisation:
 def measure(name: str, updates: int, warmup: int, **kw) -> tuple[float, float]:
     """(agent steps/s summed over learners, CPU utilisation) of one configuration; GPU utilisation is printed
     where there is a GPU (the learners then run on it: device "auto")."""
-    cfg = Config.preset("atari", env_id=ENV, run_dir=f"/tmp/galakit-bench/{name}", progress=False,
+    cfg = Config.preset("atari", env_id=ENV, run_dir=tempfile.mkdtemp(prefix="galakit-bench-"), progress=False,
                         tensorboard=False, log_interval=1, checkpoint_interval=0, **kw)
     cfg = cfg.replace(total_timesteps=(updates + warmup) * cfg.batch_size * cfg.num_learners)
     stamps: dict[int, list[tuple[int, float]]] = {}
@@ -86,6 +87,7 @@ def measure(name: str, updates: int, warmup: int, **kw) -> tuple[float, float]:
             gpu.start()
 
     galakit.train(cfg, callback=record)
+    shutil.rmtree(cfg.run_dir)
     busy0, total0 = cpu.get("start", (0, 0))
     busy1, total1 = cpu_busy()
     gpu_utilisation = gpu.stop()

@@ -86,7 +86,7 @@ def worker_main(rank: int, world_size: int, cfg: Config, init_method: str, event
     """Entry point of one learner process (spawned by ``Run`` or started by torchrun)."""
     if events is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-        _die_with_parent()
+    _die_with_parent()  # the parent is the Run's process, or torchrun's agent: never outlive it
     try:
         dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size,
                                 timeout=timedelta(minutes=10))

@@ -258,6 +258,27 @@ def test_two_learners_through_torchrun(tmp_path):
     assert "consensus at update 100: max distance to the average" in out.stdout
 
 
+def test_torchrun_learners_do_not_outlive_a_killed_agent(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", "-m", "galakit.cli", "train",
+           "--algo", "gala", "--env-id", "CartPole-v1", "--num-envs", "2", "--total-timesteps", str(10**8),
+           "--log-interval", "10", "--run-dir", str(tmp_path / "run"), "--no-progress", "--no-tensorboard"]
+    agent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "learner" in agent.stdout.readline()   # both learners are training
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(agent.pid)], capture_output=True, text=True).stdout
+        learners = [int(pid) for pid in out.split()]
+        assert len(learners) == 2
+        agent.kill()                                   # SIGKILL: the agent cannot stop them itself
+        agent.wait()
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{pid}") for pid in learners) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in learners if os.path.exists(f"/proc/{pid}")]
+    finally:
+        agent.kill()
+
+
 def test_a_job_that_torchrun_restarts_continues_from_its_checkpoints(tmp_path, monkeypatch):
     from galakit.launch import torchrun_config
 
