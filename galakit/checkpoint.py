@@ -85,18 +85,23 @@ def check_new_run_dir(directory: str | Path) -> None:
     pruning of old checkpoints (by step) could delete the new run's."""
     found = previous_run(directory)
     if found is not None:
-        raise ValueError(f"run_dir: {str(directory)!r} already holds a run ({found}); pass resume={str(directory)!r} "
-                         "to continue it, or another run_dir (left unset, every run gets a new runs/<run_name>)")
+        raise ValueError(f"run_dir: {str(directory)!r} already holds a run ({found}); continue it with "
+                         f"resume={str(directory)!r} (--resume), or give another run_dir (--run-dir); left unset, "
+                         "each run gets a new runs/<run_name> (under torchrun, one named after --rdzv_id)")
 
 
 def new_run_dir(run_name: str, root: str | Path = "runs") -> Path:
-    """``root/run_name``, or ``root/run_name_2``, ``_3``, … when an earlier run is there (two runs started in the
-    same second get the same default name)."""
+    """Create and return ``root/run_name``, or ``root/run_name_2``, ``_3``, … when that exists (two runs started
+    in the same second get the same default name; creating the directory claims it)."""
+    Path(root).mkdir(parents=True, exist_ok=True)
     path, k = Path(root) / run_name, 1
-    while previous_run(path) is not None:
-        k += 1
-        path = Path(root) / f"{run_name}_{k}"
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            k += 1
+            path = Path(root) / f"{run_name}_{k}"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -81,15 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         from galakit.diagnostics import describe
         from galakit.launch import torchrun_config, torchrun_environment, train, worker_main
 
+        ranks = torchrun_environment()
         try:
             cfg = config_from_args(args)
+            if ranks is not None:  # one learner of a torchrun job: the job is the launcher
+                cfg = torchrun_config(cfg, world_size=ranks[1])
         except ValueError as err:
             print(f"galakit train: {err}", file=sys.stderr)
             return 2
-        ranks = torchrun_environment()
-        if ranks is not None:  # one learner of a torchrun job: the job is the launcher
-            rank, world_size = ranks
-            worker_main(rank, world_size, torchrun_config(cfg, world_size), init_method="env://")
+        if ranks is not None:
+            worker_main(*ranks, cfg, init_method="env://")
             return 0
         metrics = train(cfg)
         print(f"{metrics.summary()}\nrun directory: {metrics.run_dir}\ncheckpoint: {metrics.checkpoint}")

@@ -49,9 +49,9 @@ class DiagnosticsBoard:
             self.updates[rank] = update
             self.step_norms[rank] = max(float(self.step_norms[rank]), step_norm)
 
-    def version(self) -> int:
-        """The sum of the published update indices: it grows whenever a learner publishes."""
-        return int(self.updates.sum())
+    def published(self) -> np.ndarray:
+        """The update index each learner last published (−1: not yet), (n,)."""
+        return self.updates.numpy().copy()
 
     def snapshot(self) -> tuple[torch.Tensor, np.ndarray, float] | None:
         """(θ (n, D), update index of each row, max step norm), or None until every learner has published."""
@@ -98,10 +98,10 @@ class RelayBoard:
         with self._lock:
             self._store(0, update, theta, step_norm)
 
-    def version(self) -> int:
+    def published(self) -> np.ndarray:
         with self._lock:
             self._drain()
-            return int(self.updates.sum())
+            return self.updates.copy()
 
     def snapshot(self) -> tuple[torch.Tensor, np.ndarray, float] | None:
         with self._lock:
@@ -118,7 +118,7 @@ class RelayBoard:
         self._reader.join()
         if self._error is not None:
             raise RuntimeError(f"diagnostics of learner 0 failed: {self._error!r}") from self._error
-        self.recorder.record(self)
+        self.recorder.record(self, final=True)
         self.recorder.close()
 
     def _read(self) -> None:
@@ -143,24 +143,29 @@ class RelayBoard:
 
 
 class ConsensusRecorder:
-    """Takes a reading of a board whenever some learner has published since the last one, and logs it to
-    ``<run_dir>/consensus.csv`` and TensorBoard. ``rho``: the topology's contraction (None: no bound)."""
+    """Takes readings of a board and logs them to ``<run_dir>/consensus.csv`` and TensorBoard. ``rho``: the
+    topology's contraction (None: no bound).
+
+    A reading costs O(n² D), so it is taken once per ``diag_interval`` of the leading learner (when the newest
+    published update has moved on), not at every learner's publication; ``final=True`` takes one more if anything
+    was published since the last reading (the learners' final parameters).
+    """
 
     def __init__(self, rho: float | None, run_dir: str | Path, tensorboard: bool = True):
         self.rho, self.run_dir, self.tensorboard = rho, Path(run_dir), tensorboard
         self.readings: list[dict[str, Any]] = []
-        self._version: int | None = None
+        self._updates: np.ndarray | None = None  # what the last reading saw
         self._writer: ConsensusWriter | None = None
 
-    def record(self, board: DiagnosticsBoard | RelayBoard) -> dict[str, Any] | None:
-        """The new reading, or None when nothing new was published (or some learner has not published yet)."""
-        version = board.version()
-        if version == self._version:
+    def record(self, board: DiagnosticsBoard | RelayBoard, final: bool = False) -> dict[str, Any] | None:
+        """The new reading, or None when there is nothing new to read (or some learner has not published yet)."""
+        updates, last = board.published(), self._updates
+        if last is not None and ((updates == last).all() or (not final and updates.max() <= last.max())):
             return None
         reading = consensus_reading(board, self.rho)
         if reading is None:
             return None
-        self._version = version
+        self._updates = np.asarray(reading["updates"])
         if self._writer is None:
             self._writer = ConsensusWriter(self.run_dir, len(reading["distance_to_average"]), self.tensorboard)
         self._writer.write(reading)
@@ -183,7 +188,8 @@ def consensus_reading(board: DiagnosticsBoard | RelayBoard, rho: float | None,
     bound = None
     if rho is not None and rho < 1:
         bound = epsilon_bound(rho, alpha=1.0, grad_bound=step_norm, n=n, window=window)
-    return {"time": time.time(), "update_min": int(updates.min()), "update_max": int(updates.max()),
+    return {"time": time.time(), "updates": updates.tolist(),  # the update each learner's θ_i is from
+            "update_min": int(updates.min()), "update_max": int(updates.max()),
             "distance_to_average": distance_to_average(params).tolist(),
             "max_pairwise_distance": max_pairwise_distance(params), "epsilon_bound": bound}
 

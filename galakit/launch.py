@@ -84,9 +84,10 @@ def train(config: Config | None = None, callback: Callback | None = None, backgr
 def worker_main(rank: int, world_size: int, cfg: Config, init_method: str, events=None, stop=None, shared=None,
                 board=None, slots=None) -> None:
     """Entry point of one learner process (spawned by ``Run`` or started by torchrun)."""
+    if events is not None or "TORCHELASTIC_RUN_ID" in os.environ:  # started by a Run, or by torchrun's agent
+        _die_with_parent()
     if events is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _die_with_parent()  # the parent is the Run's process, or torchrun's agent: never outlive it
     try:
         dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size,
                                 timeout=timedelta(minutes=10))
@@ -123,7 +124,7 @@ def relay_board(cfg: Config, rank: int, world_size: int) -> RelayBoard:
     """The diagnostics board of a torchrun job (every rank calls it: it creates a process group)."""
     group = dist.new_group(backend="gloo")
     dim = sum(p.numel() for p in reference_model(cfg).parameters())
-    recorder = ConsensusRecorder(_topology_rho(cfg), cfg.run_dir or ".", cfg.tensorboard) if rank == 0 else None
+    recorder = ConsensusRecorder(_topology_rho(cfg), cfg.run_dir, cfg.tensorboard) if rank == 0 else None
     return RelayBoard(rank, world_size, dim, group, recorder)
 
 
@@ -168,14 +169,13 @@ def _print_row(row: dict[str, Any]) -> None:
 
 def torchrun_config(cfg: Config, world_size: int) -> Config:
     """The config of one learner of a torchrun job. Every rank must agree on the run directory: by default it is
-    named after the job, not the clock. When torchrun restarts the job after a failure (``--max-restarts``), the
-    learners continue from their newest checkpoints (``checkpoint_interval`` sets how much is lost)."""
+    named after the job (``--rdzv_id``), not the clock. A new job refuses a directory that holds another run; each
+    rank checks before the rendezvous, so before any learner of this job has written there."""
     if cfg.run_dir is None:
         job = os.environ.get("TORCHELASTIC_RUN_ID", "job")
         cfg = cfg.replace(run_dir=f"runs/{cfg.env_id.replace('/', '_')}__{cfg.algo}__{cfg.seed}__{job}")
-    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
-    if restarted and cfg.resume is None and ckpt.previous_run(cfg.run_dir) is not None:
-        cfg = cfg.replace(resume=cfg.run_dir)
+    if cfg.resume is None:
+        ckpt.check_new_run_dir(cfg.run_dir)
     return cfg.replace(num_learners=world_size)
 
 
@@ -254,7 +254,7 @@ class Run:
                     self._handle(*self._events.get(timeout=0.1))
             except queue_module.Empty:
                 pass
-            reading = self._recorder.record(self._board) if self._recorder is not None else None
+            reading = self._recorder.record(self._board, final=finished) if self._recorder is not None else None
             if reading is not None:
                 with self._lock:
                     self.metrics.consensus.append(reading)

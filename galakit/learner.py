@@ -164,10 +164,11 @@ class Learner:
         if state and not self.cfg.run_dir:  # continue where the checkpoint came from (…/checkpoints/ckpt_*.pt)
             return Path(state["path"]).parent.parent
         base = Path(self.cfg.run_dir) if self.cfg.run_dir else ckpt.new_run_dir(self.cfg.resolved_run_name())
-        path = base / f"learner_{self.ctx.rank}" if self.ctx.world_size > 1 else base
+        if self.ctx.world_size > 1:  # the launcher (or torchrun_config) checked the run's directory
+            return base / f"learner_{self.ctx.rank}"
         if not state:
-            ckpt.check_new_run_dir(path)
-        return path
+            ckpt.check_new_run_dir(base)
+        return base
 
     @property
     def global_step(self) -> int:

@@ -264,10 +264,11 @@ def test_torchrun_learners_do_not_outlive_a_killed_agent(tmp_path):
            "--algo", "gala", "--env-id", "CartPole-v1", "--num-envs", "2", "--total-timesteps", str(10**8),
            "--log-interval", "10", "--run-dir", str(tmp_path / "run"), "--no-progress", "--no-tensorboard"]
     agent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    learners: list[int] = []
     try:
         assert "learner" in agent.stdout.readline()   # both learners are training
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(agent.pid)], capture_output=True, text=True).stdout
-        learners = [int(pid) for pid in out.split()]
+        learners += [int(pid) for pid in out.split()]
         assert len(learners) == 2
         agent.kill()                                   # SIGKILL: the agent cannot stop them itself
         agent.wait()
@@ -277,20 +278,23 @@ def test_torchrun_learners_do_not_outlive_a_killed_agent(tmp_path):
         assert not [pid for pid in learners if os.path.exists(f"/proc/{pid}")]
     finally:
         agent.kill()
+        for pid in learners:  # if the test failed: do not leave them training
+            if os.path.exists(f"/proc/{pid}"):
+                os.kill(pid, signal.SIGKILL)
 
 
-def test_a_job_that_torchrun_restarts_continues_from_its_checkpoints(tmp_path, monkeypatch):
+def test_a_torchrun_job_gets_a_directory_named_after_it_and_refuses_another_runs(tmp_path, monkeypatch):
     from galakit.launch import torchrun_config
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job7")
     monkeypatch.chdir(tmp_path)
     c = cfg(tmp_path, run_dir=None)
-    first = torchrun_config(c, world_size=2)           # first attempt: a fresh run, named after the job
+    first = torchrun_config(c, world_size=2)        # every rank computes the same name, whatever its clock says
     assert first.run_dir == "runs/CartPole-v1__a2c__1__job7" and first.resume is None and first.num_learners == 2
-    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    assert torchrun_config(c, world_size=2).resume is None   # restarted before anything was written: start afresh
     galakit.train(first.replace(num_learners=1, run_dir=f"{first.run_dir}/learner_0", total_timesteps=20))
-    assert torchrun_config(c, world_size=2).resume == first.run_dir  # restarted: continue where it stopped
+    with pytest.raises(ValueError, match=r"run_dir: 'runs/CartPole-v1__a2c__1__job7' already holds a run .*--resume"):
+        torchrun_config(c, world_size=2)            # the same job id again: refused before any learner writes
+    assert torchrun_config(c.replace(resume=first.run_dir), world_size=2).resume == first.run_dir
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import galakit
-from galakit.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+from galakit.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint, new_run_dir
 from galakit.config import Config
 from galakit.evaluate import evaluate
 from galakit.metrics import Metrics
@@ -150,7 +150,7 @@ def test_a_new_run_refuses_a_directory_holding_another_run(tmp_path, monkeypatch
     first = galakit.train(quick(tmp_path, total_timesteps=40 * 2))
     for config in (quick(tmp_path, total_timesteps=40 * 2),                              # one learner, here
                    quick(tmp_path, total_timesteps=40 * 2, algo="gala", num_learners=2)):  # before any process
-        with pytest.raises(ValueError, match=r"run_dir: .* already holds a run .*progress.csv.*pass resume="):
+        with pytest.raises(ValueError, match=r"run_dir: .* holds a run .*progress.csv.*continue it with resume="):
             galakit.train(config)
     assert len(list_checkpoints(f"{first.run_dir}/checkpoints")) == 1 and not list((tmp_path / "run").glob("learner_*"))
     resumed = galakit.train(quick(tmp_path, total_timesteps=40 * 4, resume=first.run_dir))  # continuing is fine
@@ -159,3 +159,5 @@ def test_a_new_run_refuses_a_directory_holding_another_run(tmp_path, monkeypatch
     names = [galakit.train(quick(tmp_path, total_timesteps=40, run_dir=None, run_name="same")).run_dir
              for _ in range(2)]
     assert names == ["runs/same", "runs/same_2"]
+    # a name is claimed when it is handed out: two runs started together (nothing written yet) never share it
+    assert new_run_dir("sweep") != new_run_dir("sweep")
