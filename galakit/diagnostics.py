@@ -8,8 +8,8 @@ for another learner:
 * ``RelayBoard`` (torchrun, any machines): the learner posts θ_i to learner 0 on a gloo group of its own (a
   ``GossipChannel``: sender and receiver threads), and a thread of learner 0 reads the newest vector of each.
 
-A ``ConsensusRecorder`` takes a reading whenever a learner has published something new, computing with
-``galakit.consensus``
+A ``ConsensusRecorder`` takes a reading each time the leading learner has published again (and a last one when
+the run ends), computing with ``galakit.consensus``
 
     ‖θ_i − θ̄‖ for each learner,   max_ij ‖θ_i − θ_j‖,   and the bound  ε = α ρ √n G / (1 − ρ)
 
@@ -71,9 +71,9 @@ class RelayBoard:
     Learner r ≠ 0 posts θ_r to learner 0 through a ``GossipChannel`` on ``group`` (its own gloo group: the
     gossip's receivers never see these messages), whose sender thread does the sending; the push-sum weight slot of
     the message carries the learner's largest local step norm. Learner 0 keeps each learner's newest vector, its
-    own included, and a reader thread there plays the launcher's part: every 0.05 s, ``recorder`` takes a reading
-    if something new has arrived. Every learner calls ``close`` when it finishes; learner 0 then takes the last
-    reading, with every learner's final vector.
+    own included, and a reader thread there plays the launcher's part: every 0.05 s it asks ``recorder`` for a
+    reading (taken when the leading learner has published again). Every learner calls ``close`` when it
+    finishes; learner 0 then takes the last reading, with every learner's final vector.
     """
 
     def __init__(self, rank: int, world_size: int, dim: int, group, recorder: ConsensusRecorder | None = None):
@@ -87,8 +87,8 @@ class RelayBoard:
         self._lock = threading.Lock()  # learner 0's thread writes row 0 while the reader reads every row
         self._done = threading.Event()
         self._error: BaseException | None = None
-        self._reader = threading.Thread(target=self._read, name="galakit-diagnostics", daemon=True)
         if recorder is not None:
+            self._reader = threading.Thread(target=self._read, name="galakit-diagnostics", daemon=True)
             self._reader.start()
 
     def publish(self, rank: int, update: int, theta: torch.Tensor, step_norm: float) -> None:
