@@ -5,7 +5,8 @@ the networks and the A2C pieces a tutorial puts next to the equations, topologie
 gossip simulator, and the ε-ball diagnostics. Plots live in ``galakit.plots`` (it imports matplotlib).
 """
 
-import galakit.threads  # noqa: F401  (first: sets GOMP_SPINCOUNT before torch loads)
+import galakit.lifeline  # noqa: F401  (first: a learner whose parent is gone exits before torch loads)
+import galakit.threads  # noqa: F401  (sets GOMP_SPINCOUNT before torch loads)
 from galakit.a2c import RolloutBuffer, a2c_loss, a2c_update, collect_rollout, gae_returns, n_step_returns
 from galakit.config import PRESETS, Config
 from galakit.consensus import (
@@ -28,7 +29,7 @@ from galakit.gossip import (
     simulate_push_sum,
     simulate_sync,
 )
-from galakit.launch import LearnerError, Run, train
+from galakit.launch import LearnerError, Run, RunInterrupted, train
 from galakit.learner import Learner
 from galakit.metrics import Metrics
 from galakit.models import AtariActorCritic, MLPActorCritic, make_model
@@ -38,7 +39,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS", "TOPOLOGIES", "AtariActorCritic", "Config", "GossipAction", "Learner", "LearnerError",
-    "MLPActorCritic", "Metrics", "Peers", "RolloutBuffer", "Run", "Schedule", "Trace", "a2c_loss", "a2c_update",
+    "MLPActorCritic", "Metrics", "Peers", "RolloutBuffer", "Run", "RunInterrupted", "Schedule", "Trace", "a2c_loss",
+    "a2c_update",
     "build_topology", "collect_rollout", "consensus_error", "distance_to_average", "epsilon_bound", "evaluate",
     "from_adjacency", "from_networkx", "gae_returns", "gossip_action", "is_atari", "load_policy", "make_model",
     "make_vec_env", "max_pairwise_distance", "mix", "n_step_returns", "predicted_steps", "random_delays",

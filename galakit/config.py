@@ -7,10 +7,13 @@ fails at construction with a ``ValueError`` that names the field, the value rece
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -73,11 +76,15 @@ class Config:
     clip_rewards: bool | None = _help("Learn from sign(reward); raw scores are still reported.", default=None)
     episodic_life: bool | None = _help("End the learning episode at each life loss (Atari).", default=None)
     env_backend: str = _help("Simulator backend: auto, ale_vector, sync or async.", default="auto")
+    repeat_action_probability: float | None = _help(
+        "Sticky actions (Atari): the chance that the emulator repeats the previous action instead of the new one. "
+        "None = the id's own: 0.25 for ALE/...-v5, 0 for ...NoFrameskip-v4 (the paper's).", default=None)
     # -- model
     hidden_sizes: tuple[int, ...] = _help("Hidden layer sizes of the MLP (vector observations only).",
                                           default=(64, 64))
     # -- machine
-    seed: int = _help("Seed for parameters, sampling and simulators (simulator i gets seed + i).", default=1)
+    seed: int = _help("Seed for parameters, sampling and simulators (learner r samples with seed + 7919·r, "
+                      "its simulator i gets seed + r·num_envs + i; all below 2**32).", default=1)
     device: str = _help("'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.", default="auto")
     torch_threads: int = _help("torch intra-op threads; 0 picks all cores.", default=0)
     env_threads: int = _help("Native ALE simulator threads; 0 picks all cores.", default=0)
@@ -92,6 +99,9 @@ class Config:
     resume: str | None = _help("Checkpoint file or run directory to continue from.", default=None)
     tensorboard: bool = _help("Write TensorBoard event files.", default=True)
     progress: bool = _help("Show a progress bar.", default=True)
+    stall_timeout: float = _help("Stop a run whose learners have all made no progress for this many seconds (one "
+                                 "is frozen and the others wait for it), naming that one; 0: never.",
+                                 default=300.0)
 
     def __post_init__(self) -> None:
         for name in ("hidden_sizes", "slow_learners"):
@@ -145,9 +155,52 @@ START_METHODS = ("spawn", "forkserver")
 ENV_BACKENDS = ("auto", "ale_vector", "sync", "async")
 GOSSIP_TRANSPORTS = ("auto", "shared_memory", "gloo")
 
+# Simulators per learner. An Atari simulator costs ~3 MB (the ALE emulator, measured at 1.5 MB, plus its share of
+# the rollout and of the update's activations), so 4096 of them are ~12 GB in one learner; GALA uses 16, and a
+# bigger batch is better spread over learners.
+MAX_NUM_ENVS = 4096
+# numpy's seeding (np.random.seed, which every learner calls) accepts [0, 2**32).
+SEED_LIMIT = 2**32
+# Learner r seeds its sampling with seed + 7919·r (galakit.learner, so learners draw different actions).
+LEARNER_SEED_STRIDE = 7919
+# Memory of one learner process: a spawned learner of the cartpole preset (GALA, 2 learners) measured 335 MB RSS
+# (266 MB PSS) once training; most of it is torch. Atari learners need more (see MAX_NUM_ENVS).
+LEARNER_MEMORY_MB = 350
+# Each learner gets max(1, cores // learners) threads; beyond a few per core they only queue for the CPU (64
+# learners on 2 cores spend a minute just importing torch).
+LEARNERS_PER_CORE = 8
 
-def _fail(name: str, value: Any, accepted: str) -> None:
-    raise ValueError(f"{name}: got {value!r}; accepted: {accepted}")
+
+def _fail(name: str, value: Any, accepted: str, why: str = "") -> NoReturn:
+    """The one error format: ``field: got X (why); accepted: Y``."""
+    raise ValueError(f"{name}: got {value!r}{f' ({why})' if why else ''}; accepted: {accepted}")
+
+
+def largest_derived_seed(cfg: Config) -> int:
+    """The largest seed a run derives from ``cfg.seed``: learner r samples with seed + 7919·r, its simulator i
+    is seeded seed + r·num_envs + i (r < num_learners, global ranks under torchrun)."""
+    n = cfg.num_learners
+    return cfg.seed + max(LEARNER_SEED_STRIDE * (n - 1), n * cfg.num_envs - 1)
+
+
+def local_learners(world_size: int) -> int:
+    """Learners sharing this machine: torchrun says so in LOCAL_WORLD_SIZE, galakit starts them all here."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+
+
+def memory_mb() -> int:
+    """This machine's memory in MB, or its container's limit (cgroup v2) when lower. Total, not available:
+    available memory falls as learners start, and every learner validates its config again."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 2**50
+    cgroup = Path("/sys/fs/cgroup/memory.max")
+    limit = cgroup.read_text().strip() if cgroup.is_file() else "max"
+    return min(total, int(limit) if limit.isdigit() else total) // 2**20
+
+
+def max_local_learners() -> int:
+    """The most learner processes galakit runs on this machine: one per ``LEARNER_MEMORY_MB`` of memory, and
+    at most ``LEARNERS_PER_CORE`` per core. More learners run across machines (torchrun)."""
+    return max(1, min(memory_mb() // LEARNER_MEMORY_MB, LEARNERS_PER_CORE * (os.cpu_count() or 1)))
 
 
 def _check_int(cfg: Config, name: str, minimum: int) -> None:
@@ -160,7 +213,8 @@ def _check_float(cfg: Config, name: str, low: float, high: float, low_open: bool
     value = getattr(cfg, name)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         _fail(name, value, f"a number in {'(' if low_open else '['}{low}, {high}]")
-    if value > high or value < low or (low_open and value == low):
+    # NaN compares false with everything, so it passes the range test: isfinite catches it
+    if value > high or value < low or (low_open and value == low) or not math.isfinite(value):
         _fail(name, value, f"a number in {'(' if low_open else '['}{low}, {high}]")
 
 
@@ -186,7 +240,11 @@ def validate(cfg: Config) -> None:
         _check_int(cfg, name, 1)
     for name in ("seed", "torch_threads", "env_threads", "checkpoint_interval", "diag_interval"):
         _check_int(cfg, name, 0)
+    if cfg.num_envs > MAX_NUM_ENVS:
+        _fail("num_envs", cfg.num_envs, f"an int in [1, {MAX_NUM_ENVS}] per learner (an Atari simulator costs "
+              "~3 MB; for a bigger batch, add learners)")
     _validate_learners(cfg)
+    _check_seeds(cfg)
     _check_float(cfg, "lr", 0.0, 10.0)
     _check_float(cfg, "gamma", 0.0, 1.0)
     if cfg.gae_lambda is not None:
@@ -201,6 +259,9 @@ def validate(cfg: Config) -> None:
             _fail(name, getattr(cfg, name), "True or False")
     _check_optional_bool(cfg, "clip_rewards")
     _check_optional_bool(cfg, "episodic_life")
+    _check_float(cfg, "stall_timeout", 0.0, 1e9)
+    if cfg.repeat_action_probability is not None:
+        _check_float(cfg, "repeat_action_probability", 0.0, 1.0)
     if not (isinstance(cfg.hidden_sizes, tuple) and cfg.hidden_sizes
             and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in cfg.hidden_sizes)):
         _fail("hidden_sizes", cfg.hidden_sizes, "a non-empty tuple of positive ints")
@@ -221,9 +282,39 @@ def _validate_learners(cfg: Config) -> None:
     _check_choice(cfg, "gossip_transport", GOSSIP_TRANSPORTS)
     if cfg.sync_freq is not None:
         _check_int(cfg, "sync_freq", 0)
+    _check_local_learners(cfg)
+    _check_peers_apply(cfg, TOPOLOGIES)
     if cfg.algo == "gala" and cfg.num_learners > 1 and cfg.peers >= cfg.num_learners:
         _fail("peers", cfg.peers, f"an int in [1, num_learners - 1] = [1, {cfg.num_learners - 1}]")
     if not (isinstance(cfg.slow_learners, tuple)
             and all(isinstance(r, int) and 0 <= r < cfg.num_learners for r in cfg.slow_learners)):
         _fail("slow_learners", cfg.slow_learners, f"a tuple of learner ranks in [0, {cfg.num_learners - 1}]")
     _check_float(cfg, "slowdown", 1.0, 1e6)
+
+
+def _check_local_learners(cfg: Config) -> None:
+    local = local_learners(cfg.num_learners)
+    if local == 1:
+        return
+    limit = max_local_learners()
+    if local > limit:
+        here = f"{local} on this machine, torchrun's LOCAL_WORLD_SIZE" if local != cfg.num_learners else ""
+        _fail("num_learners", cfg.num_learners, f"at most {limit} learners on this machine: each process needs "
+              f"~{LEARNER_MEMORY_MB} MB ({memory_mb()} MB here) and more than {LEARNERS_PER_CORE} per core "
+              f"({os.cpu_count()} cores here) only wait for the CPU; run more across machines with torchrun", here)
+
+
+def _check_peers_apply(cfg: Config, topologies: dict[str, Any]) -> None:
+    """``peers`` is an option of some topologies only (the rings); elsewhere it would be silently ignored."""
+    takes_peers = [k for k, b in topologies.items() if "peers" in inspect.signature(b).parameters]
+    if cfg.peers != 1 and cfg.topology not in takes_peers:
+        _fail("peers", cfg.peers, f"1 with topology {cfg.topology!r} (only {', '.join(takes_peers)} take peers)")
+
+
+def _check_seeds(cfg: Config) -> None:
+    top = largest_derived_seed(cfg)
+    if top >= SEED_LIMIT:
+        offset = top - cfg.seed
+        _fail("seed", cfg.seed, f"an int in [0, 2**32 - 1 - {offset}] = [0, {SEED_LIMIT - 1 - offset}]: numpy "
+              "takes seeds below 2**32, and this run derives seeds up to seed + "
+              f"{offset} (learner r: seed + {LEARNER_SEED_STRIDE}·r; its simulator i: seed + r·num_envs + i)")

@@ -90,7 +90,8 @@ def epsilon_bound(rho: float, alpha: float, grad_bound: float, n: int, e0: float
         alpha: step size α of the local update.
         grad_bound: G, a bound on each learner's update direction ‖g_i‖₂.
         n: number of learners.
-        e0: initial consensus error ‖E_0‖_F (0 when all learners start from the same parameters, as in GALA).
+        e0: initial consensus error ‖E_0‖_F (0 when all learners start from the same parameters, as in GALA;
+            with ``identical_init=False``, the spread of their initial models: `diagnostics.initial_spread`).
         k: return the bound at step k; ``None`` returns the bound over all k (the ε-ball radius).
         window: τ, the number of steps ``rho`` covers.
     Returns:

@@ -17,10 +17,23 @@ and otherwise skips mixing and carries on (asynchronous gossip). After ``sync_fr
 until its in-peers' messages arrive (``sync_freq=0``: always, i.e. synchronous gossip; ``None``: never). The
 weights are the row of W_k (1/(p+1) each on a regular graph, as in the paper's code); a message from a learner
 that is not an in-peer of step k (it is at another step of a time-varying schedule) gets their mean weight.
+
+``staleness`` (progress rows; ``gossip/staleness`` in TensorBoard) is the age of the messages mixed, counted in
+their senders' updates: how many updates the sender had made since the message it mixed, the largest over the
+messages of the newest step that mixed (``Mailbox.age``; blank until the first). It is never negative, and it is not a
+difference of the two learners' update counts, which says how far apart they are, not how old a message is.
+Over shared memory it is exact; over gloo the receiver knows of the sender's updates only by its messages, so it
+is a lower bound.
+
+Non-finite parameters never spread: a learner checks θ_i before it gossips (``Learner.train_one_update`` stops
+with ``DivergenceError``), and a delivery that holds a NaN or inf all the same (a peer running other code) is
+dropped, not mixed: that step counts as a skip, and ``gossip_rejected_total`` counts it. Dropping rather than
+raising keeps the healthy learner running, so the run's error names the learner that diverged.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from typing import Any
@@ -41,6 +54,19 @@ class Independent:
     """Plain A2C: learners share nothing (one learner, or k independent ones)."""
 
     grad_hook = None
+    rank, heartbeats = 0, None  # heartbeats: galakit.heartbeat.Heartbeats, set by make_coupling
+
+    def __init__(self, stop: threading.Event | None = None):
+        self.stop = stop  # the launcher's "finish your update and save" (``Run.stop``)
+
+    def _waiting(self, waiting: bool) -> None:
+        """Tell the supervisor that this learner starts (True) or stops (False) waiting for the others."""
+        if self.heartbeats is not None:
+            (self.heartbeats.waiting if waiting else self.heartbeats.beat)(self.rank)
+
+    def stop_requested(self) -> bool:
+        """Leave the training loop after the update just done?"""
+        return self.stop is not None and self.stop.is_set()
 
     def before_rollout(self, model: nn.Module) -> None:
         pass
@@ -55,17 +81,29 @@ class Independent:
 class AllReduce(Independent):
     """Synchronous data-parallel A2C: after backward, every learner's gradient is replaced by the average over
     all learners (one flattened all-reduce). Same initial parameters + same gradients + same optimizer ⇒ the
-    learners hold identical parameters after every update; the run moves at the pace of the slowest learner."""
+    learners hold identical parameters after every update; the run moves at the pace of the slowest learner.
 
-    def __init__(self, world_size: int):
-        self.world_size = world_size
+    Stopping is decided together: each learner adds one number to its gradient, 1 if it was asked to stop, and
+    after the all-reduce every learner sees the same sum. All leave after the same update, so none waits in an
+    all-reduce that another has left (and their final parameters are equal)."""
+
+    def __init__(self, world_size: int, stop: threading.Event | None = None):
+        super().__init__(stop)
+        self.world_size, self.agreed_stop = world_size, False
 
     def grad_hook(self, model: nn.Module) -> None:
         grads = [p.grad for p in model.parameters()]
-        flat = torch.cat([g.flatten() for g in grads]).cpu()
+        asked = torch.ones(1) if super().stop_requested() else torch.zeros(1)
+        flat = torch.cat([g.flatten().cpu() for g in grads] + [asked])  # (D + 1,)
+        self._waiting(True)
         dist.all_reduce(flat)
-        flat /= self.world_size
+        self._waiting(False)
+        self.agreed_stop = bool(flat[-1] > 0)
+        flat = flat[:-1].div_(self.world_size)
         vector_to_parameters(flat.to(grads[0].device), grads)
+
+    def stop_requested(self) -> bool:
+        return self.agreed_stop
 
 
 class SharedModel(Independent):
@@ -73,7 +111,8 @@ class SharedModel(Independent):
     computes its gradient on that copy and applies it to the shared model with a shared RMSProp, without locks
     (Mnih et al. 2016). Runs on one machine only."""
 
-    def __init__(self, shared_model: nn.Module):
+    def __init__(self, shared_model: nn.Module, stop: threading.Event | None = None):
+        super().__init__(stop)
         self.shared_model = shared_model
 
     def before_rollout(self, model: nn.Module) -> None:
@@ -136,8 +175,8 @@ class Gossip(Independent):
     def __init__(self, schedule: Schedule, rank: int, model: nn.Module, sync_freq: int | None = None,
                  push_sum: bool = False, stop: threading.Event | None = None, group=None,
                  slots: SharedSlots | None = None):
+        super().__init__(stop)
         self.schedule, self.rank, self.sync_freq, self.push_sum = schedule, rank, sync_freq, push_sum
-        self.stop = stop
         dim = sum(p.numel() for p in model.parameters())
         self.exact = sync_freq == 0 and not push_sum  # synchronous gossip: mix exactly the step-k messages
         policy = "sum" if push_sum else "exact" if self.exact else "latest"
@@ -148,7 +187,8 @@ class Gossip(Independent):
         self.theta, self.mixed = torch.empty(dim), torch.empty(dim)  # CPU buffers, reused at every step
         self.ps_weight = 1.0
         self.skips = 0
-        self.totals = {"mixed": 0, "skipped": 0, "waits": 0}
+        self.last_staleness: int | None = None  # of the newest step that mixed
+        self.totals = {"mixed": 0, "skipped": 0, "waits": 0, "rejected": 0}
 
     def after_update(self, model: nn.Module, update: int) -> dict[str, Any]:
         peers = self.schedule.peers(self.rank, update)
@@ -161,16 +201,21 @@ class Gossip(Independent):
         action = gossip_action(mailbox.has_all(peers.in_peers, step), self.skips, sync_freq)
         waited = 0.0
         if action == GossipAction.BLOCK:
+            self._waiting(True)
             waited = self.channel.wait_for(peers.in_peers, update, self.stop)
+            self._waiting(False)
             self.totals["waits"] += 1
         delivery = None
         if action != GossipAction.SKIP:
             delivery = mailbox.take(None if self.push_sum else self._weights(peers), step, out=self.mixed)
+        if delivery is not None and not _finite(delivery):  # never mix a diverged peer's θ into ours
+            self.totals["rejected"] += 1
+            delivery = None
         if delivery is None:
             self.skips += 1
             self.totals["skipped"] += 1
             self.ps_weight = own_weight  # push-sum: θ = (share·θ)/share is unchanged, w shrank to our share
-            return self._stats(update, mixed=False, waited=waited, staleness=None)
+            return self._stats(update, mixed=False, waited=waited, staleness=self.last_staleness)
         if self.push_sum:  # θ ← (w_share θ + Σ received w_j θ_j) / (w_share + Σ w_j), in place
             self.ps_weight = own_weight + delivery.weight
             mixed = delivery.total.add_(theta, alpha=own_weight).div_(self.ps_weight)
@@ -179,7 +224,8 @@ class Gossip(Independent):
         copy_into_parameters(mixed, params)
         self.skips = 0
         self.totals["mixed"] += 1
-        return self._stats(update, mixed=True, waited=waited, staleness=update - min(delivery.steps))
+        self.last_staleness = mailbox.age(delivery)
+        return self._stats(update, mixed=True, waited=waited, staleness=self.last_staleness)
 
     def _post(self, theta: torch.Tensor, update: int, out_peers: tuple[int, ...]) -> float:
         """Send θ (plain) or a 1/(p+1) share of (wθ, w) (push-sum); return the push-sum weight kept."""
@@ -208,6 +254,12 @@ class Gossip(Independent):
         self.channel.close()
 
 
+def _finite(delivery) -> bool:
+    """Whether a delivery's messages hold only finite numbers: a NaN or inf in any message survives the sum
+    Σ_j w_ij θ_j, and then the sum of its entries (the cheapest pass over it)."""
+    return math.isfinite(delivery.weight) and math.isfinite(float(delivery.total.sum()))
+
+
 def flatten_into(params: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
     """Copy the parameters, flattened and concatenated, into the CPU vector ``out`` (D,) and return it."""
     with torch.no_grad():
@@ -226,15 +278,21 @@ def copy_into_parameters(vector: torch.Tensor, params: list[torch.Tensor]) -> No
 
 def make_coupling(cfg, ctx, model: nn.Module) -> Independent:
     """The coupling that ``cfg.algo`` asks for, for the learner described by ``ctx`` (a ``LearnerContext``)."""
+    coupling = _coupling(cfg, ctx, model)
+    coupling.rank, coupling.heartbeats = ctx.rank, ctx.heartbeats
+    return coupling
+
+
+def _coupling(cfg, ctx, model: nn.Module) -> Independent:
     if ctx.world_size == 1 or cfg.algo == "a2c":
-        return Independent()
+        return Independent(ctx.stop)
     if cfg.algo == "allreduce":
-        return AllReduce(ctx.world_size)
+        return AllReduce(ctx.world_size, ctx.stop)
     if cfg.algo == "a3c":
         if ctx.shared is None:
             raise ValueError("algo: 'a3c' shares one model in memory, so its learners must be started by galakit "
                              "on one machine (not by torchrun); accepted there: 'gala', 'allreduce', 'a2c'")
-        return SharedModel(ctx.shared.model)
+        return SharedModel(ctx.shared.model, ctx.stop)
     if cfg.gossip_transport == "shared_memory" and ctx.slots is None:
         raise ValueError("gossip_transport: 'shared_memory' needs learners that galakit starts on one machine "
                          "(not torchrun); accepted there: 'gloo', 'auto'")

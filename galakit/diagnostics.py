@@ -11,11 +11,18 @@ for another learner:
 A ``ConsensusRecorder`` takes a reading each time the leading learner has published again (and a last one when
 the run ends), computing with ``galakit.consensus``
 
-    ‖θ_i − θ̄‖ for each learner,   max_ij ‖θ_i − θ_j‖,   and the bound  ε = α ρ √n G / (1 − ρ)
+    ‖θ_i − θ̄‖ for each learner,   max_ij ‖θ_i − θ_j‖,   and the bound on ‖E‖_F = sqrt(Σ_i ‖θ_i − θ̄‖²)
 
-where ρ is the contraction of the topology (one period of its schedule) and α G is the largest local step
-‖θ_after − θ_before‖ the learners reported. The bound is the standard one for synchronous gossip
-(``galakit.consensus.epsilon_bound``); asynchronous gossip mixes less often, so read it as a reference line.
+    ε = e0 + α ρ √n G / (1 − ρ)                       static graph (τ = 1), ρ = ‖W − J‖₂
+    ε = e0 + α √n G (τ / (1 − ρ) + τ − 1)             time-varying schedule of period τ, ρ = ‖W_{τ−1}⋯W_0 − J‖₂
+
+where e0 = ‖E_0‖_F is the learners' initial spread (0 when they start from the same θ_0, ``identical_init``), τ
+and ρ are the period of the topology's schedule and the contraction of one whole period (``Schedule.period``,
+``Schedule.rho``), and α G is the largest local step ‖θ_after − θ_before‖ the learners reported, counted once per
+gossip step of the period. (A one-peer exponential graph with n = 8 has ρ = 0 over its τ = 3 steps: the static
+formula would read 0.) Each ‖θ_i − θ̄‖ is at most ε and each ‖θ_i − θ_j‖ at most √2 ε. The bound is the standard one
+for synchronous gossip (``galakit.consensus.epsilon_bound``); asynchronous gossip mixes less often, so read it as a
+reference line.
 Readings go to ``<run_dir>/consensus.csv`` and TensorBoard (``consensus/…``) as well as to ``Metrics.consensus``.
 """
 
@@ -29,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from galakit.consensus import distance_to_average, epsilon_bound, max_pairwise_distance
+from galakit.consensus import consensus_error, distance_to_average, epsilon_bound, max_pairwise_distance
 from galakit.metrics import ConsensusWriter
 from galakit.transport import GossipChannel
 
@@ -143,26 +150,37 @@ class RelayBoard:
 
 
 class ConsensusRecorder:
-    """Takes readings of a board and logs them to ``<run_dir>/consensus.csv`` and TensorBoard. ``rho``: the
-    topology's contraction (None: no bound).
+    """Takes readings of a board and logs them to ``<run_dir>/consensus.csv`` and TensorBoard.
+
+    ``rho``: the contraction of one period of the topology's schedule (None: no bound); ``period``: τ, the number
+    of gossip steps ``rho`` covers; ``e0``: the initial spread ‖E_0‖_F. `ConsensusRecorder.for_run` reads all three
+    off a config.
 
     A reading costs O(n² D), so it is taken once per ``diag_interval`` of the leading learner (when the newest
     published update has moved on), not at every learner's publication; ``final=True`` takes one more if anything
     was published since the last reading (the learners' final parameters).
     """
 
-    def __init__(self, rho: float | None, run_dir: str | Path, tensorboard: bool = True):
+    def __init__(self, rho: float | None, run_dir: str | Path, tensorboard: bool = True, *, period: int = 1,
+                 e0: float = 0.0):
         self.rho, self.run_dir, self.tensorboard = rho, Path(run_dir), tensorboard
+        self.period, self.e0 = period, e0
         self.readings: list[dict[str, Any]] = []
         self._updates: np.ndarray | None = None  # what the last reading saw
         self._writer: ConsensusWriter | None = None
+
+    @classmethod
+    def for_run(cls, cfg, run_dir: str | Path) -> ConsensusRecorder:
+        """The recorder of a run of ``cfg`` (a ``Config``): ρ and τ of its coupling, e0 of its initial models."""
+        rho, period = coupling_contraction(cfg)
+        return cls(rho, run_dir, cfg.tensorboard, period=period, e0=initial_spread(cfg) if rho is not None else 0.0)
 
     def record(self, board: DiagnosticsBoard | RelayBoard, final: bool = False) -> dict[str, Any] | None:
         """The new reading, or None when there is nothing new to read (or some learner has not published yet)."""
         updates, last = board.published(), self._updates
         if last is not None and ((updates == last).all() or (not final and updates.max() <= last.max())):
             return None
-        reading = consensus_reading(board, self.rho)
+        reading = consensus_reading(board, self.rho, self.period, self.e0)
         if reading is None:
             return None
         self._updates = np.asarray(reading["updates"])
@@ -177,9 +195,37 @@ class ConsensusRecorder:
             self._writer.close()
 
 
-def consensus_reading(board: DiagnosticsBoard | RelayBoard, rho: float | None,
-                      window: int = 1) -> dict[str, Any] | None:
-    """One reading of the board: distances to the average, max pairwise distance and the ε bound."""
+def coupling_contraction(cfg) -> tuple[float | None, int]:
+    """(ρ, τ) of the run's coupling: one period of the GALA schedule; (0, 1) for allreduce, whose average is exact
+    at every step; (None, 1) when nothing couples the learners (no bound)."""
+    if cfg.algo == "allreduce":
+        return 0.0, 1
+    if cfg.algo != "gala" or cfg.num_learners == 1:
+        return None, 1
+    from galakit.coupling import gossip_schedule  # the runtime's coupling, imported where it is needed
+
+    schedule = gossip_schedule(cfg, cfg.num_learners)
+    return schedule.rho(), schedule.period
+
+
+def initial_spread(cfg) -> float:
+    """e0 = ‖E_0‖_F = sqrt(Σ_i ‖θ_i(0) − θ̄(0)‖²) of the learners' initial models: 0 with ``identical_init`` (GALA),
+    else computed from the models each learner draws (seed + rank), on one simulator's spaces."""
+    if cfg.identical_init or cfg.num_learners == 1:
+        return 0.0
+    from galakit.learner import build_env, initial_model
+
+    env = build_env(cfg.replace(num_envs=1), num_threads=1)
+    shape, actions = env.single_observation_space.shape, int(env.single_action_space.n)
+    env.close()
+    models = [initial_model(cfg, rank, shape, actions) for rank in range(cfg.num_learners)]
+    return consensus_error([torch.nn.utils.parameters_to_vector(m.parameters()).detach() for m in models])
+
+
+def consensus_reading(board: DiagnosticsBoard | RelayBoard, rho: float | None, period: int = 1,
+                      e0: float = 0.0) -> dict[str, Any] | None:
+    """One reading of the board: distances to the average, max pairwise distance and the ε bound (module
+    docstring), with the largest local step reported so far as α G."""
     snap = board.snapshot()
     if snap is None:
         return None
@@ -187,7 +233,7 @@ def consensus_reading(board: DiagnosticsBoard | RelayBoard, rho: float | None,
     n = params.shape[0]
     bound = None
     if rho is not None and rho < 1:
-        bound = epsilon_bound(rho, alpha=1.0, grad_bound=step_norm, n=n, window=window)
+        bound = epsilon_bound(rho, alpha=1.0, grad_bound=step_norm, n=n, e0=e0, window=period)
     return {"time": time.time(), "updates": updates.tolist(),  # the update each learner's θ_i is from
             "update_min": int(updates.min()), "update_max": int(updates.max()),
             "distance_to_average": distance_to_average(params).tolist(),

@@ -10,14 +10,19 @@ its ROM and gets the same preprocessing, whatever its version suffix says:
 
 * **no-op reset**: after a reset the emulator runs a random number (up to 30) of NOOP frames, so that games do not all
   start from the same frame and a policy cannot just memorise one action sequence.
-* **FIRE reset**: games whose action set has FIRE get one FIRE frame at reset (Breakout needs it to serve the ball).
+* **FIRE reset**: games whose action set has FIRE get one FIRE frame at reset (Breakout needs it to serve the ball),
+  and FIRE for one agent step after every life loss (:class:`FireAfterLifeLoss`), as baselines' ``FireResetEnv``
+  under ``EpisodicLifeEnv`` does: without it, a policy that has not learnt to fire stalls Breakout for the rest of
+  the game (27,000 agent steps) after its first lost life.
 * **frame skip 4 with max-pooling**: the agent picks an action every 4th frame and the action is repeated; the
   observation is the pixel-wise max of the last two frames, because the Atari draws some sprites only every other
   frame (flicker).
 * **84x84 grayscale, stack of 4**: the screen is shrunk (``cv2.INTER_AREA``) and the last 4 agent-step frames are
   stacked, oldest first, so that the network can see motion. After a reset the 3 older slots are zeros.
-* **no sticky actions** (``repeat_action_probability=0`` unless asked), **minimal action set** (Pong has 6 actions,
-  not 18), and a cap of **108,000 frames** (30 minutes of play) per game, reported as truncation.
+* **sticky actions as the id says** (``repeat_action_probability``: 0.25 for ``ALE/…-v5`` and ``…-v0``, as
+  gymnasium registers them, after Machado et al. 2018; 0 for ``…NoFrameskip-v4``, ``…-v4`` and bare names such as
+  ``Pong``, as in the paper), **minimal action set** (Pong has 6 actions, not 18), and a cap of **108,000 frames**
+  (30 minutes of play) per game, reported as truncation.
 
 Learning signal versus raw score
 --------------------------------
@@ -47,8 +52,11 @@ followed by an autoreset step (the game continues), and the first step after ``r
 
 Where galakit departs from baselines' ``wrap_deepmind`` (which GALA uses)
 ----------------------------------------------------------------------
-* FIRE is pressed at a game's reset only (one frame, then the no-ops), not after each life loss: with the game going on
-  after a life loss there is no reset to hook it on, so in Breakout the agent must learn to serve again.
+* After a life loss, FIRE replaces the agent's next action (one agent step, 4 frames): the game goes on, so there is
+  no reset to hook it on as baselines does (a no-op step, a FIRE step and an action-2 step, unseen by the agent). The
+  agent's sampled action is still the one stored for learning; since FIRE was played whatever it sampled, the
+  advantage of that step does not depend on the sampled action, and its policy-gradient term has expectation 0
+  (variance only, one step per life lost).
 * The frame stack is not zeroed after a life loss, only when a new game starts.
 * No-ops are single frames, drawn from different generators on the two paths: 1 to 30 after the FIRE frame on the
   gymnasium path; 0 to 28 after it on the native path (0 to 29 in games without FIRE). Baselines runs 1 to 30 no-op
@@ -66,7 +74,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import ale_py  # noqa: F401  (registers the ALE/... ids with gymnasium before any gym.make)
+import ale_py  # also registers the ALE/... ids with gymnasium before any gym.make
 import gymnasium as gym
 import numpy as np
 from ale_py import roms
@@ -76,10 +84,12 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 
 __all__ = [
     "BACKENDS",
+    "FireAfterLifeLoss",
     "FireOnReset",
     "Float32Observation",
     "LearningSignal",
     "atari_rom_id",
+    "default_repeat_action_probability",
     "is_atari",
     "make_vec_env",
 ]
@@ -121,6 +131,57 @@ def atari_rom_id(env_id: str) -> str | None:
 def is_atari(env_id: str) -> bool:
     """True when ``env_id`` names an ALE game (``ALE/Pong-v5``, ``PongNoFrameskip-v4``, ``Pong``, ``pong`` ...)."""
     return atari_rom_id(env_id) is not None
+
+
+def default_repeat_action_probability(env_id: str) -> float:
+    """The sticky-action probability an Atari id stands for: what gymnasium registers it with (0.25 for
+    ``ALE/Pong-v5`` and ``Pong-v0``, 0 for ``PongNoFrameskip-v4`` and ``Pong-v4``), else 0 as in the paper (bare
+    names such as ``Pong`` or ``space_invaders``)."""
+    spec = gym.envs.registry.get(env_id)
+    return float(spec.kwargs.get("repeat_action_probability", 0.0)) if spec is not None else 0.0
+
+
+@functools.cache
+def fire_action(rom: str) -> int | None:
+    """The index of FIRE in the game's minimal action set (the agent's action space), or None without FIRE."""
+    ale = ale_py.ALEInterface()
+    ale.setLoggerMode(ale_py.LoggerMode.Error)
+    ale.loadROM(roms.get_rom_path(rom))
+    actions = list(ale.getMinimalActionSet())
+    return actions.index(ale_py.Action.FIRE) if ale_py.Action.FIRE in actions else None
+
+
+class FireAfterLifeLoss(VectorWrapper):
+    """Play FIRE instead of the agent's action on the step after a life loss, in each sub-env that lost one.
+
+    Breakout serves the ball only on FIRE, at the start of the game and after every lost life; the game's reset is
+    handled by the emulator (``FireOnReset``, the native env's ``use_fire_reset``), this wrapper handles the rest.
+    Wraps a vector env of raw Atari signals (``info["lives"]``, game over as ``terminated``), both backends alike.
+    A life is lost when ``lives`` goes down and stays above 0 on a step that does not end the game.
+    """
+
+    def __init__(self, env: VectorEnv, fire: int):
+        super().__init__(env)
+        self.fire = fire
+        self._lives = np.zeros(env.num_envs, dtype=np.int64)
+        self._fire_next = np.zeros(env.num_envs, dtype=bool)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options is not None and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], dtype=bool).copy()
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._lives[mask] = np.asarray(info["lives"])[mask]
+        self._fire_next[mask] = False
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
+        actions = np.where(self._fire_next, self.fire, np.asarray(actions)).astype(np.asarray(actions).dtype)
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        lives = np.asarray(info["lives"], dtype=np.int64)
+        self._fire_next = (lives < self._lives) & (lives > 0) & ~(np.asarray(terminated) | np.asarray(truncated))
+        self._lives = lives
+        return obs, reward, terminated, truncated, info
 
 
 class FireOnReset(gym.Wrapper):
@@ -294,7 +355,7 @@ def make_vec_env(
     clip_rewards: bool | None = None,
     episodic_life: bool | None = None,
     num_threads: int = 0,
-    repeat_action_probability: float = 0.0,
+    repeat_action_probability: float | None = None,
 ) -> VectorEnv:
     """Build ``num_envs`` simulators of ``env_id`` behind one vector-env interface (see the module docstring).
 
@@ -309,7 +370,9 @@ def make_vec_env(
         clip_rewards: learn from ``sign(reward)``; default True for Atari, False otherwise. Scores stay raw.
         episodic_life: report a life loss as ``terminated``; default True for Atari, False otherwise (Atari only).
         num_threads: emulator threads of ``"ale_vector"`` (0: one per core, at most N); ignored by other backends.
-        repeat_action_probability: sticky actions (Machado et al. 2018 use 0.25); 0 as in the paper. Atari only.
+        repeat_action_probability: sticky actions: the chance that the emulator keeps the previous action at each
+            frame (Machado et al. 2018 use 0.25). None: the id's own (`default_repeat_action_probability`: 0.25 for
+            ``ALE/…-v5``, 0 for ``…NoFrameskip-v4``). Atari only.
 
     Returns:
         A ``gymnasium.vector.VectorEnv``, wrapped in :class:`LearningSignal`. Observations: Atari uint8
@@ -329,8 +392,8 @@ def make_vec_env(
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}; accepted: {', '.join(repr(b) for b in BACKENDS)}.")
     rap = repeat_action_probability
-    if isinstance(rap, bool) or not isinstance(rap, (int, float)) or not 0.0 <= rap <= 1.0:
-        raise ValueError(f"repeat_action_probability={repeat_action_probability!r}; accepted: a float in [0, 1].")
+    if rap is not None and (isinstance(rap, bool) or not isinstance(rap, (int, float)) or not 0.0 <= rap <= 1.0):
+        raise ValueError(f"repeat_action_probability={rap!r}; accepted: None (the id's own) or a float in [0, 1].")
     num_envs, seed = int(num_envs), int(seed)
 
     rom = atari_rom_id(env_id)
@@ -344,12 +407,14 @@ def make_vec_env(
             )
         if episodic_life:
             raise ValueError(f"episodic_life=True needs an Atari game with lives, got env_id={env_id!r}.")
-        if repeat_action_probability != 0.0:
+        if rap not in (None, 0.0):
             raise ValueError(
                 f"repeat_action_probability={repeat_action_probability!r} applies to Atari games only, "
                 f"got env_id={env_id!r}; accepted for it: 0.0."
             )
     atari = rom is not None
+    if atari and rap is None:
+        rap = default_repeat_action_probability(env_id)
     if backend == "auto":
         backend = "ale_vector" if atari else "sync"
 
@@ -362,7 +427,7 @@ def make_vec_env(
             num_envs,
             num_threads=num_threads,
             max_num_frames_per_episode=MAX_FRAMES_PER_GAME,
-            repeat_action_probability=repeat_action_probability,
+            repeat_action_probability=rap,
             full_action_space=False,
             autoreset_mode=AutoresetMode.NEXT_STEP,
             img_height=SCREEN_SIZE,
@@ -380,11 +445,13 @@ def make_vec_env(
     else:
         make_one: Callable[[], gym.Env]
         if atari:
-            make_one = functools.partial(_make_gym_atari, rom, repeat_action_probability)
+            make_one = functools.partial(_make_gym_atari, rom, float(rap))
         else:
             make_one = functools.partial(_make_gym_env, env_id)
         vector_cls = SyncVectorEnv if backend == "sync" else AsyncVectorEnv
         env = vector_cls([make_one] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
+    if atari and fire_action(rom) is not None:
+        env = FireAfterLifeLoss(env, fire_action(rom))
 
     env = LearningSignal(
         env,

@@ -7,12 +7,15 @@ per finished game, raw score); with diagnostics on, one per run: ``consensus.csv
 Rows are written whole and flushed, so a crash leaves complete lines. Each progress row also times the update's
 three phases: ``time_rollout_s`` (acting; A3C's pull of the shared model included),
 ``time_update_s`` (the A2C step; AllReduce's wait for the other learners' gradients included) and
-``time_coupling_s`` (GALA's gossip step).
+``time_coupling_s`` (GALA's gossip step). ``staleness`` is the age of the messages of the newest mix, counted in
+their senders' updates (never negative; blank until the first mix; ``gossip_mixed`` says whether this update
+mixed; see ``galakit.coupling``).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,12 +91,43 @@ def open_csv(path: Path, fields: tuple[str, ...]):
     return f, writer
 
 
-class MetricsWriter:
-    """Appends progress rows and episodes to CSV files and, optionally, TensorBoard."""
+def truncate_csv(path: Path, last_step: int) -> None:
+    """Keep only the rows of ``path`` with ``global_step <= last_step`` (rewritten atomically). A run that
+    crashed after its last checkpoint had logged rows past it; resumed from that checkpoint, it logs them again."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, [r for r in reader if _step(r) is not None and _step(r) <= last_step]
+    if fields is None:
+        return
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True, hparams: dict[str, Any] | None = None):
+
+def _step(row: dict[str, str]) -> int | None:
+    """A row's global step, or None for a row cut short (a run killed while writing it)."""
+    try:
+        return int(row["global_step"])
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+class MetricsWriter:
+    """Appends progress rows and episodes to CSV files and, optionally, TensorBoard. ``resumed_at``: the global
+    step of the checkpoint a resumed run continues from; rows logged after it (by the run that crashed) go."""
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, hparams: dict[str, Any] | None = None,
+                 resumed_at: int | None = None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resumed_at is not None:
+            for name in ("progress.csv", "episodes.csv"):
+                truncate_csv(self.run_dir / name, resumed_at)
         self._progress = open_csv(self.run_dir / "progress.csv", PROGRESS_FIELDS)
         self._episodes = open_csv(self.run_dir / "episodes.csv", ("global_step", "return", "length"))
         self._tb = None

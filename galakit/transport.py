@@ -77,6 +77,7 @@ class Mailbox:
         self.inbox: list[dict[int, tuple[torch.Tensor, float]]] = [{} for _ in range(world_size)]
         self.spare: list[torch.Tensor] = []  # buffers of taken or replaced messages, reused by deliver
         self.last_step = [-1] * world_size   # newest step received from each sender (taken or not)
+        self.known_update = [-1] * world_size  # newest update index known of each sender (see ``age``)
         self.stopped = [False] * world_size
         self.received = 0
         self.changed = threading.Condition(threading.RLock())
@@ -101,6 +102,7 @@ class Mailbox:
                     buffer = self.spare.pop() if self.spare else torch.empty_like(payload)
                     box[oldest] = (buffer.copy_(payload), weight)
                 self.last_step[src] = max(self.last_step[src], step)
+                self.known_update[src] = max(self.known_update[src], step)
                 self.received += 1
             self.changed.notify_all()
 
@@ -136,6 +138,20 @@ class Mailbox:
             out.copy_(vector)
             self.spare.append(vector)
             return step, weight
+
+    def heard_of(self, src: int, update: int) -> None:
+        """Sender ``src`` has done update ``update`` (over shared memory: its update counter, read by ``poll``)."""
+        with self.changed:
+            self.known_update[src] = max(self.known_update[src], update)
+
+    def age(self, delivery: Delivery) -> int:
+        """How many updates old the delivery's messages are, in their senders' updates: the largest, over the
+        messages mixed, of (the newest update this learner knows its sender has made) − (the update it was sent
+        at; for a push-sum sum, its oldest). Never negative. Over shared memory the newest update is the sender's
+        own counter (exact when mixing); over gloo it is the newest message heard from the sender, a lower bound
+        when its later messages are in flight or went to other learners (time-varying schedules)."""
+        with self.changed:
+            return max(self.known_update[j] - s for j, s in zip(delivery.senders, delivery.steps, strict=True))
 
     def has_all(self, senders: tuple[int, ...], step: int | None = None) -> bool:
         """Whether every sender has a message here (of exactly ``step``, if given) or has stopped."""
@@ -298,6 +314,7 @@ class SharedSlots:
         self.slots = torch.zeros(len(self.index), HEADER + dim).share_memory_()
         self.full = torch.zeros(len(self.index), dtype=torch.bool).share_memory_()
         self.stopped = torch.zeros(world_size, dtype=torch.bool).share_memory_()
+        self.updates = torch.full((world_size,), -1, dtype=torch.int64).share_memory_()  # each sender's newest post
         self.locks = [mp_context.Lock() for _ in self.index]
 
 
@@ -320,6 +337,7 @@ class SharedMemoryChannel:
     def post(self, vector: torch.Tensor, step: int, destinations: tuple[int, ...], weight: float = 1.0,
              keep_every_message: bool = False) -> None:
         replaced = False
+        self.shared.updates[self.rank] = step  # before the slots: a receiver never sees a message newer than this
         for dst in destinations:
             k = self.shared.index[(self.rank, dst)]
             must_wait = keep_every_message and self.mailbox.policy != "sum"
@@ -345,6 +363,7 @@ class SharedMemoryChannel:
         """Deliver the messages waiting for this learner, and note the senders that have stopped."""
         for j, k in self._inbound:
             stopped = bool(self.shared.stopped[j])  # read first: then j's last message is in the slot already
+            self.mailbox.heard_of(j, int(self.shared.updates[j]))
             if self.shared.full[k]:
                 with self.shared.locks[k]:
                     self.mailbox.deliver(j, self.shared.slots[k])

@@ -1,19 +1,26 @@
 """Bad input fails early with a message naming the field, the value and what is accepted; the CLI and the
 install files agree with the code."""
 
+import multiprocessing.process
 import os
 import pickle
 import re
 import subprocess
 import sys
 import tomllib
+import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
+import galakit
+from galakit import config as config_module
 from galakit.cli import build_parser, config_from_args, main
-from galakit.config import PRESETS, Config
+from galakit.config import PRESETS, Config, largest_derived_seed
+from galakit.preflight import preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +51,107 @@ def test_bad_config_values_name_the_field_and_what_is_accepted(field, value, acc
     message = str(err.value)
     assert message.startswith(f"{field}: got {value!r}")
     assert accepted in message
+
+
+FLOAT_FIELDS = [name for name, hint in typing.get_type_hints(Config).items() if hint in (float, float | None)]
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+
+
+def tiny(run_dir: Path, **kw) -> Config:
+    return Config.preset("cartpole", run_dir=str(run_dir), progress=False, tensorboard=False, num_envs=2,
+                         hidden_sizes=(8,), total_timesteps=2 * 5 * 4, **kw)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Runs to resume (one learner; two learners, spawned), a file, an empty directory."""
+    root = tmp_path_factory.mktemp("runs")
+    galakit.train(tiny(root / "one"))
+    galakit.train(tiny(root / "two", num_learners=2))
+    (root / "a_file").write_text("not a directory")
+    (root / "empty").mkdir()
+    return {"one": root / "one", "two": root / "two", "file": root / "a_file", "empty": root / "empty"}
+
+
+def resuming(name: str, **changes):
+    """The config that continues run ``name`` as it was, with ``changes``."""
+    return lambda runs: {**tiny(runs[name], num_learners=2 if name == "two" else 1).to_dict(),
+                         "run_dir": None, "resume": str(runs[name]), **changes}
+
+
+BAD_CONFIGS = [
+    *[pytest.param(name, {name: value}, id=f"{name}={value}") for name in FLOAT_FIELDS
+      for value in (float("nan"), float("inf"), -float("inf"))],
+    pytest.param("seed", dict(seed=2**32), id="seed=2**32"),
+    pytest.param("seed", dict(seed=2**32 - 8), id="seed+simulator>=2**32"),
+    pytest.param("seed", dict(seed=2**32 - 7919, num_learners=2), id="seed+7919*learner>=2**32"),
+    pytest.param("num_envs", dict(num_envs=10**7), id="num_envs=10**7"),
+    pytest.param("num_learners", dict(num_learners=64), id="num_learners=64"),
+    pytest.param("peers", dict(algo="gala", num_learners=4, topology="complete", peers=2), id="peers-off-ring"),
+    # -- preflight: the outside world
+    pytest.param("env_id", dict(env_id="CartPol-v1"), id="unknown-env"),
+    pytest.param("env_id", dict(env_id="Pendulum-v1"), id="continuous-actions"),
+    pytest.param("device", dict(device="cuda"), id="cuda-absent", marks=NO_CUDA),
+    pytest.param("run_dir", lambda runs: dict(run_dir=str(runs["file"])), id="run_dir-is-a-file"),
+    pytest.param("run_dir", lambda runs: dict(run_dir=str(runs["file"] / "sub")), id="run_dir-under-a-file"),
+    pytest.param("run_dir", lambda runs: dict(run_dir=str(runs["one"])), id="run_dir-holds-a-run"),
+    pytest.param("resume", lambda runs: dict(resume=str(runs["empty"] / "missing")), id="resume-missing"),
+    pytest.param("resume", lambda runs: dict(resume=str(runs["empty"])), id="resume-no-checkpoint"),
+    pytest.param("env_id", resuming("one", env_id="Acrobot-v1"), id="resume-other-env"),
+    pytest.param("hidden_sizes", resuming("one", hidden_sizes=(16,)), id="resume-other-hidden-sizes"),
+    pytest.param("num_envs", resuming("two", num_envs=4), id="resume-other-num-envs"),
+    pytest.param("num_learners", resuming("two", num_learners=3), id="resume-2-learners-with-3"),
+    pytest.param("num_learners", resuming("two", num_learners=1), id="resume-2-learners-with-1"),
+    pytest.param("num_learners", resuming("one", num_learners=2), id="resume-1-learner-with-2"),
+]
+
+
+@pytest.mark.parametrize("field, fields", BAD_CONFIGS)
+def test_bad_configs_are_refused_before_anything_starts(field, fields, runs, tmp_path, monkeypatch):
+    """Every bad value → ``ValueError`` starting with the field's name, from ``Config`` or ``preflight``, with
+    nothing written to disk and no process started."""
+    started = []
+
+    def refuse(*args, **kw):
+        started.append(args)
+        raise AssertionError("a process was started")
+
+    for owner, name in ((multiprocessing.process.BaseProcess, "start"), (subprocess.Popen, "__init__"),
+                        (os, "fork"), (os, "posix_spawn")):
+        monkeypatch.setattr(owner, name, refuse)
+    real = config_module.max_local_learners()
+    monkeypatch.setattr(config_module, "max_local_learners", lambda: min(real, 16))  # a 2-core machine's limit
+    monkeypatch.chdir(tmp_path)
+    fields = fields(runs) if callable(fields) else fields
+    before = sorted(p for root in (tmp_path, runs["one"].parent) for p in root.rglob("*"))
+    with pytest.raises(ValueError) as err:
+        preflight(Config(**fields))
+    assert str(err.value).startswith(f"{field}: got "), err.value
+    assert sorted(p for root in (tmp_path, runs["one"].parent) for p in root.rglob("*")) == before
+    assert not started
+
+
+
+def test_seeds_are_accepted_up_to_numpys_limit():
+    cfg = Config(seed=2**32 - 16, num_envs=16)  # simulator 15 gets 2**32 - 1
+    np.random.seed(largest_derived_seed(cfg))
+    with pytest.raises(ValueError):
+        np.random.seed(largest_derived_seed(cfg) + 1)  # what the check protects against
+
+
+def test_the_learner_limit_counts_only_this_machines_learners(monkeypatch):
+    """Under torchrun, num_learners is the world size over all machines; LOCAL_WORLD_SIZE are started here."""
+    limit = config_module.max_local_learners()
+    assert limit == max(1, min(config_module.memory_mb() // config_module.LEARNER_MEMORY_MB,
+                               config_module.LEARNERS_PER_CORE * os.cpu_count()))
+    with pytest.raises(ValueError, match=f"num_learners: got {limit + 1}; accepted: at most {limit} learners"):
+        Config(num_learners=limit + 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert Config(num_learners=limit + 1).num_learners == limit + 1
+
+
+def test_peers_apply_on_rings():
+    assert Config(algo="gala", num_learners=4, topology="undirected_ring", peers=2).peers == 2
 
 
 def test_unknown_env_id_is_reported_with_close_matches(tmp_path):

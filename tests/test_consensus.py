@@ -118,3 +118,48 @@ def test_gossip_reaches_the_predicted_error_within_the_predicted_steps(n):
     k = predicted_steps(schedule.rho(), 1e-6)
     error = simulate_sync(schedule, x0, k).consensus_error
     assert error[k] <= 1e-6 * error[0]
+
+
+# ---------------------------------------------------------------- the live bound of a run (galakit.diagnostics)
+
+
+def board_with(params: torch.Tensor, step_norm: float):
+    """A diagnostics board on which every learner has published row i of ``params`` (n, D) at update 10."""
+    import multiprocessing
+
+    from galakit.diagnostics import DiagnosticsBoard
+
+    board = DiagnosticsBoard(params.shape[0], params.shape[1], multiprocessing.get_context("spawn"))
+    for rank, theta in enumerate(params):
+        board.publish(rank, 10, theta, step_norm)
+    return board
+
+
+def test_live_bound_of_a_time_varying_schedule_counts_its_period_not_zero(tmp_path):
+    from galakit.config import Config
+    from galakit.diagnostics import ConsensusRecorder, coupling_contraction
+
+    cfg = Config(algo="gala", num_learners=8, topology="one_peer_exponential", tensorboard=False)
+    rho, period = coupling_contraction(cfg)
+    assert rho == pytest.approx(0.0, abs=1e-12) and period == 3   # exact after 3 steps: ρ = 0 over the period
+    recorder = ConsensusRecorder(rho, tmp_path, tensorboard=False, period=period)
+    reading = recorder.record(board_with(torch.zeros(8, 5), step_norm=0.1))
+    # e0 + α√n G (τ / (1 − ρ) + τ − 1) = 0.1 · √8 · (3 + 2) = 1.414 (a window of 1 step would give ρ/(1 − ρ) = 0)
+    assert reading["epsilon_bound"] == pytest.approx(0.1 * math.sqrt(8) * 5)
+    assert reading["epsilon_bound"] == pytest.approx(1.414, abs=1e-3)
+
+
+def test_live_bound_includes_the_initial_spread_of_learners_started_apart(tmp_path):
+    from galakit.config import Config
+    from galakit.diagnostics import ConsensusRecorder
+    from galakit.learner import initial_model
+
+    cfg = Config(algo="gala", num_learners=4, identical_init=False, tensorboard=False, hidden_sizes=(8,))
+    recorder = ConsensusRecorder.for_run(cfg, tmp_path)
+    initial = [torch.nn.utils.parameters_to_vector(initial_model(cfg, r, (4,), 2).parameters()) for r in range(4)]
+    assert recorder.e0 == pytest.approx(consensus_error(initial)) and recorder.e0 > 1  # CartPole: 4 obs, 2 actions
+    reading = recorder.record(board_with(torch.stack(initial).detach(), step_norm=0.01))
+    rho = build_topology("ring", 4).rho()
+    assert reading["epsilon_bound"] == pytest.approx(recorder.e0 + 0.01 * 2 * rho / (1 - rho))
+    assert math.sqrt(sum(d**2 for d in reading["distance_to_average"])) <= reading["epsilon_bound"]
+    assert ConsensusRecorder.for_run(cfg.replace(identical_init=True), tmp_path).e0 == 0.0

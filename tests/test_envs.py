@@ -9,7 +9,10 @@ from ale_py.env import AtariEnv
 from gymnasium.vector import SyncVectorEnv
 from scripted_env import ScriptedEnv, register_scripted
 
+from galakit import envs
+from galakit.config import Config
 from galakit.envs import FireOnReset, LearningSignal, atari_rom_id, is_atari, make_vec_env
+from galakit.learner import build_env
 
 
 def scripted_vector(num_envs: int = 2, *, clip_rewards: bool = False, episodic_life: bool = False, **kwargs):
@@ -305,13 +308,17 @@ def test_gymnasium_preprocessing_matches_the_native_env_pixel_for_pixel():
         singles.append(env)
     rng = np.random.default_rng(0)
     playing = [True, True]
+    fire_next = [False, False]  # FireAfterLifeLoss's rule, applied by hand to the singles
+    lives = list(info["lives"])
     for _ in range(400):  # a whole random Breakout game each, several life losses on the way
         actions = rng.integers(0, 4, 2)
         obs, reward, terminated, _, info = native.step(actions)
         for i, env in enumerate(singles):
             if not playing[i]:
                 continue
-            single_obs, single_reward, single_terminated, _, single_info = env.step(actions[i])
+            single_obs, single_reward, single_terminated, _, single_info = env.step(1 if fire_next[i] else actions[i])
+            fire_next[i] = 0 < single_info["lives"] < lives[i] and not single_terminated
+            lives[i] = single_info["lives"]
             np.testing.assert_array_equal(single_obs, obs[i])
             native_step = (reward[i], terminated[i], info["lives"][i])
             assert (single_reward, single_terminated, single_info["lives"]) == native_step
@@ -379,3 +386,57 @@ def test_breakout_life_losses_terminate_without_an_autoreset(backend):
         games += int(info["_episode"].sum())
         previous_terminated, lives = terminated & (new_lives > 0), new_lives
     assert life_losses >= 8 and games >= 2
+
+
+# ---------------------------------------------------------------- FIRE after each life loss, sticky actions
+
+
+@pytest.mark.parametrize("backend", ["ale_vector", "sync"])
+def test_breakout_serves_again_after_each_life_loss_for_a_policy_that_never_fires(backend):
+    # Before FireAfterLifeLoss, NOOP forever lost one life (~20 steps) and then nothing moved until the time limit.
+    env = make_vec_env("BreakoutNoFrameskip-v4", 1, seed=0, backend=backend)
+    _, info = env.reset()
+    lives, losses, games = int(info["lives"][0]), 0, 0
+    for _ in range(400):
+        _, _, _, _, info = env.step(np.zeros(1, dtype=np.int64))
+        new_lives = int(info["lives"][0])
+        losses += int(0 <= new_lives < lives)
+        games += int(info["_episode"][0])
+        lives = new_lives
+    assert losses >= 10 and games >= 2  # 5 lives a game, each lost within ~25 steps of its serve
+
+
+def gym_path_sticky(env) -> list[float]:
+    """What each emulator of a gymnasium-path vector env was built with."""
+    return [e.unwrapped.ale.getFloat("repeat_action_probability") for e in env.unwrapped.envs]
+
+
+@pytest.mark.parametrize(("env_id", "asked", "expected"), [
+    ("ALE/Breakout-v5", None, 0.25), ("BreakoutNoFrameskip-v4", None, 0.0), ("Breakout-v0", None, 0.25),
+    ("Breakout", None, 0.0), ("ALE/Breakout-v5", 0.0, 0.0), ("BreakoutNoFrameskip-v4", 0.1, 0.1),
+])
+def test_sticky_actions_are_the_ids_own_unless_asked(env_id, asked, expected, monkeypatch):
+    assert gym_path_sticky(make_vec_env(env_id, 2, backend="sync", repeat_action_probability=asked)) == [
+        pytest.approx(expected)] * 2
+    built = []
+
+    class SpyAtariVectorEnv(envs.AtariVectorEnv):  # the C++ env does not report its settings: record them
+        def __init__(self, *args, **kwargs):
+            built.append(kwargs["repeat_action_probability"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(envs, "AtariVectorEnv", SpyAtariVectorEnv)
+    make_vec_env(env_id, 2, backend="ale_vector", repeat_action_probability=asked).close()
+    assert built == [pytest.approx(expected)]
+
+
+def test_config_repeat_action_probability_reaches_the_emulators():
+    cfg = Config(env_id="ALE/Pong-v5", num_envs=1, env_backend="sync", repeat_action_probability=0.1)
+    assert gym_path_sticky(build_env(cfg)) == [pytest.approx(0.1)]
+    assert gym_path_sticky(build_env(cfg.replace(repeat_action_probability=None))) == [pytest.approx(0.25)]
+
+
+@pytest.mark.parametrize("value", [float("nan"), -0.1, 1.5, "0.25"])
+def test_config_rejects_a_bad_repeat_action_probability(value):
+    with pytest.raises(ValueError, match="repeat_action_probability"):
+        Config(repeat_action_probability=value)

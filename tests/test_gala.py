@@ -194,6 +194,21 @@ def test_one_gala_learner_in_the_background_is_plain_a2c(tmp_path):
     assert metrics.consensus[-1]["max_pairwise_distance"] == 0 and metrics.consensus[-1]["epsilon_bound"] is None
 
 
+def test_one_peer_exponential_bound_of_8_learners_covers_every_distance_it_measures(tmp_path):
+    # ρ of one period (τ = 3 steps) is 0 here: a bound that ignored the period read 0.000 at every reading.
+    c = cfg(tmp_path, algo="gala", num_learners=8, topology="one_peer_exponential", diag_interval=10,
+            total_timesteps=8 * 2 * 5 * 60, hidden_sizes=(16,), start_method="forkserver")
+    readings = galakit.train(c).consensus
+    assert len(readings) >= 2  # a reading waits for all 8 to publish: on 2 busy cores the leader may finish first
+    for r in readings:
+        spread = sum(d**2 for d in r["distance_to_average"]) ** 0.5   # ‖E‖_F, what the bound bounds
+        assert r["epsilon_bound"] > 0 and spread <= r["epsilon_bound"]
+        assert max(r["distance_to_average"]) <= r["epsilon_bound"]
+        assert r["max_pairwise_distance"] <= 2**0.5 * r["epsilon_bound"]
+    widest = max(r["max_pairwise_distance"] for r in readings)
+    print(f"bound {readings[-1]['epsilon_bound']:.3f}, widest pairwise distance {widest:.3f}")  # shown with -s
+
+
 def test_background_run_can_be_watched_and_stopped(tmp_path):
     run = galakit.train(cfg(tmp_path, algo="gala", num_learners=2, total_timesteps=10**8, log_interval=5),
                         background=True)
@@ -292,7 +307,7 @@ def test_a_torchrun_job_gets_a_directory_named_after_it_and_refuses_another_runs
     first = torchrun_config(c, world_size=2)        # every rank computes the same name, whatever its clock says
     assert first.run_dir == "runs/CartPole-v1__a2c__1__job7" and first.resume is None and first.num_learners == 2
     galakit.train(first.replace(num_learners=1, run_dir=f"{first.run_dir}/learner_0", total_timesteps=20))
-    with pytest.raises(ValueError, match=r"run_dir: 'runs/CartPole-v1__a2c__1__job7' already holds a run .*--resume"):
+    with pytest.raises(ValueError, match=r"run_dir: got 'runs/CartPole-v1__a2c__1__job7' \(it holds a run: .*--resume"):
         torchrun_config(c, world_size=2)            # the same job id again: refused before any learner writes
     assert torchrun_config(c.replace(resume=first.run_dir), world_size=2).resume == first.run_dir
 

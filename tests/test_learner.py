@@ -150,7 +150,8 @@ def test_a_new_run_refuses_a_directory_holding_another_run(tmp_path, monkeypatch
     first = galakit.train(quick(tmp_path, total_timesteps=40 * 2))
     for config in (quick(tmp_path, total_timesteps=40 * 2),                              # one learner, here
                    quick(tmp_path, total_timesteps=40 * 2, algo="gala", num_learners=2)):  # before any process
-        with pytest.raises(ValueError, match=r"run_dir: .* holds a run .*progress.csv.*continue it with resume="):
+        refused = r"run_dir: got .* \(it holds a run: .*progress.csv\).*continue this one with resume="
+        with pytest.raises(ValueError, match=refused):
             galakit.train(config)
     assert len(list_checkpoints(f"{first.run_dir}/checkpoints")) == 1 and not list((tmp_path / "run").glob("learner_*"))
     resumed = galakit.train(quick(tmp_path, total_timesteps=40 * 4, resume=first.run_dir))  # continuing is fine

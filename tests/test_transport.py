@@ -130,3 +130,49 @@ def test_two_gossiping_learners_in_one_process_mix_and_keep_parameters_of_their_
     learners[1].mixed.fill_(123.0)  # the coupling reuses its buffers: the model must not be a view of them
     assert torch.allclose(flat(models[1]), (before[0] + before[1]) / 2)
     assert torch.equal(flat(models[0]), before[0])
+
+
+# ---------------------------------------------------------------- staleness: the age of the messages mixed
+
+
+def gossiping_learners(topology: str, n: int):
+    import multiprocessing
+
+    from galakit.coupling import Gossip, shared_slots
+    from galakit.topology import build_topology
+
+    schedule = build_topology(topology, n)
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(3, 2) for _ in range(n)]
+    dim = sum(p.numel() for p in models[0].parameters())
+    slots = shared_slots(schedule, dim, multiprocessing.get_context("spawn"))
+    return models, [Gossip(schedule, rank, models[rank], slots=slots) for rank in range(n)]
+
+
+def test_staleness_is_zero_not_negative_when_the_sender_is_ahead():
+    models, learners = gossiping_learners("ring", 2)
+    for update in range(10):                          # learner 0 runs ahead: updates 0 … 9, its last message is 9
+        learners[0].after_update(models[0], update)
+    stats = learners[1].after_update(models[1], 0)    # learner 1, at update 0, mixes the newest message: age 0
+    assert stats["gossip_mixed"] == 1 and stats["staleness"] == 0  # (was 0 − 9 = −9: the learners' offset)
+
+
+def test_staleness_counts_the_senders_updates_made_since_the_message():
+    # One-peer exponential, n = 4: learner 0 sends to 1 at step 0, then to 2 at step 1. When learner 1 mixes the
+    # step-0 message, its sender has made one more update (counter seen through shared memory): age 1.
+    models, learners = gossiping_learners("one_peer_exponential", 4)
+    learners[0].after_update(models[0], 0)
+    learners[0].after_update(models[0], 1)
+    stats = learners[1].after_update(models[1], 0)
+    assert stats["gossip_mixed"] == 1 and stats["staleness"] == 1  # (was 0 − 0 = 0)
+
+
+def test_age_of_a_push_sum_counts_from_its_oldest_message_and_a_behind_sender_is_not_negative():
+    box = Mailbox(world_size=3, policy="sum")
+    box.deliver(1, message(3, [1.0], weight=0.5))
+    box.deliver(1, message(5, [2.0], weight=0.25))     # added to the step-3 message
+    box.deliver(2, message(40, [1.0]))                 # a sender far ahead of anyone
+    box.heard_of(2, 41)
+    assert box.age(box.take()) == 2                    # the larger of sender 1's 5 − 3 and sender 2's 41 − 40
+    box.deliver(1, message(6, [1.0]))
+    assert box.age(box.take()) == 0
