@@ -125,6 +125,9 @@ def _update_rate(tmp_path, name, **kw) -> tuple[float, dict]:
 def test_a_slow_learner_slows_the_others_only_when_gossip_must_wait(tmp_path, transport):
     base, _ = _update_rate(tmp_path, "base", gossip_transport=transport)
     free, free_row = _update_rate(tmp_path, "free", slow_learners=(0,), slowdown=20.0, gossip_transport=transport)
+    # this VM's speed drifts by tens of percent from one minute to the next: compare the free learner with the
+    # slower of the runs just before and just after it (a learner that waited would run ~20 times slower)
+    base = min(base, _update_rate(tmp_path, "base_again", gossip_transport=transport)[0])
     bound, bound_row = _update_rate(tmp_path, "bound", slow_learners=(0,), slowdown=20.0, sync_freq=1,
                                     gossip_transport=transport)
     assert free >= 0.8 * base, (free, base)
