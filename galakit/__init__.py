@@ -40,8 +40,8 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS", "TOPOLOGIES", "AtariActorCritic", "Config", "GossipAction", "Learner", "LearnerError",
     "MLPActorCritic", "Metrics", "Peers", "RolloutBuffer", "Run", "RunInterrupted", "Schedule", "Trace", "a2c_loss",
-    "a2c_update",
-    "build_topology", "collect_rollout", "consensus_error", "distance_to_average", "epsilon_bound", "evaluate",
+    "a2c_update", "build_topology", "collect_rollout", "consensus_error", "distance_to_average", "epsilon_bound",
+    "evaluate",
     "from_adjacency", "from_networkx", "gae_returns", "gossip_action", "is_atari", "load_policy", "make_model",
     "make_vec_env", "max_pairwise_distance", "mix", "n_step_returns", "predicted_steps", "random_delays",
     "simulate_async", "simulate_push_sum", "simulate_sync", "stack_parameters", "train",

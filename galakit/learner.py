@@ -21,7 +21,7 @@ import torch
 
 from galakit import checkpoint as ckpt
 from galakit.a2c import Episode, RolloutBuffer, a2c_update, collect_rollout, make_optimizer
-from galakit.config import Config
+from galakit.config import LEARNER_SEED_STRIDE, Config, local_learners
 from galakit.coupling import HogwildOptimizer, flatten_into, make_coupling
 from galakit.envs import make_vec_env
 from galakit.metrics import Metrics, MetricsWriter
@@ -62,11 +62,6 @@ def initial_model(cfg: Config, rank: int, obs_shape: tuple[int, ...], num_action
         return make_model(obs_shape, num_actions, cfg.hidden_sizes)
     finally:
         torch.set_num_threads(threads)
-
-
-def local_learners(world_size: int) -> int:
-    """Learners sharing this machine's cores: torchrun says so in LOCAL_WORLD_SIZE, galakit runs them all here."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
 
 
 @dataclass
@@ -146,7 +141,7 @@ class Learner:
             ckpt.restore_simulator_state(self._simulators(), state["env_state"])
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
         self.model = initial_model(cfg, ctx.rank, obs_space.shape, int(act_space.n)).to(self.device)
-        seed_everything(cfg.seed + 7919 * ctx.rank)  # each learner samples its own actions
+        seed_everything(cfg.seed + LEARNER_SEED_STRIDE * ctx.rank)  # each learner samples its own actions
         self.optimizer = self._make_optimizer()
         obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
         self.buf = RolloutBuffer(cfg.num_steps, cfg.num_envs, obs_space.shape, obs_dtype, self.device)
