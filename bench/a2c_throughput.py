@@ -9,7 +9,7 @@ Prints, for 16 simulators × 5 steps per update:
 and the ratios: galakit / SB3 (target ≥ 1.3) and parts' limit / loop time (target ≥ 0.85).
 """
 
-from __future__ import annotations  # noqa: I001  (galakit.threads must come before torch)
+from __future__ import annotations  # noqa: I001  (galakit.runtime.threads must come before torch)
 
 import argparse
 import os
@@ -17,13 +17,13 @@ import shutil
 import tempfile
 import time
 
-import galakit.threads  # noqa: F401  (sets GOMP_SPINCOUNT: both libraries below run with it)
+import galakit.runtime.threads  # noqa: F401  (sets GOMP_SPINCOUNT: both libraries below run with it)
 import numpy as np
 import torch
 
 from galakit import Config, Learner, make_vec_env
-from galakit.a2c import RolloutBuffer, a2c_update, make_optimizer
-from galakit.models import AtariActorCritic
+from galakit.rl.a2c import RolloutBuffer, a2c_update, make_optimizer
+from galakit.rl.models import AtariActorCritic
 
 ENV, NUM_ENVS, NUM_STEPS = "PongNoFrameskip-v4", 16, 5
 

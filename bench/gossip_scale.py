@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from galakit.gossip import simulate_sync
-from galakit.topology import one_peer_exponential
+from galakit.gossip.simulate import simulate_sync
+from galakit.gossip.topology import one_peer_exponential
 
 
 def main() -> None:

@@ -1,48 +1,55 @@
 """galakit: learn and run GALA-A2C, gossip-based actor-learner architectures for deep RL.
 
-The public API, by idea: ``Config`` (settings), ``train`` / ``evaluate`` (runs), ``make_vec_env`` (simulators),
-the networks and the A2C pieces a tutorial puts next to the equations, topologies and their mixing matrices, the
-gossip simulator, and the ε-ball diagnostics. Plots live in ``galakit.plots`` (it imports matplotlib).
+The package has five parts, from the maths up (each is a subpackage; see the README's layout table):
+
+* ``galakit.gossip``  the maths, no processes: topologies and mixing matrices, the gossip rule, the simulator,
+  consensus distances and the ε-ball;
+* ``galakit.rl``      one learner, no processes: simulators, networks, A2C, the ``Learner`` loop, evaluation;
+* ``galakit.runtime`` many learners: couplings, transports, the supervisor (``Run``), the worker entry points;
+* ``galakit.io``      what a run leaves on disk: the run directory, checkpoints, metrics, observers, ``load_run``;
+* ``galakit.views``   presentation: figures (and the notebook views), never imported from here.
+
+The public API is re-exported here lazily (PEP 562): ``from galakit import build_topology`` loads the topology
+module only, not the simulators, torch.distributed or the progress bar.
 """
 
-import galakit.lifeline  # noqa: F401  (first: a learner whose parent is gone exits before torch loads)
-import galakit.threads  # noqa: F401  (sets GOMP_SPINCOUNT before torch loads)
-from galakit.a2c import RolloutBuffer, a2c_loss, a2c_update, collect_rollout, gae_returns, n_step_returns
-from galakit.config import PRESETS, Config
-from galakit.consensus import (
-    consensus_error,
-    distance_to_average,
-    epsilon_bound,
-    max_pairwise_distance,
-    predicted_steps,
-    stack_parameters,
-)
-from galakit.envs import is_atari, make_vec_env
-from galakit.evaluate import evaluate, load_policy
-from galakit.gossip import (
-    GossipAction,
-    Trace,
-    gossip_action,
-    mix,
-    random_delays,
-    simulate_async,
-    simulate_push_sum,
-    simulate_sync,
-)
-from galakit.launch import LearnerError, Run, RunInterrupted, train
-from galakit.learner import Learner
-from galakit.metrics import Metrics
-from galakit.models import AtariActorCritic, MLPActorCritic, make_model
-from galakit.topology import TOPOLOGIES, Peers, Schedule, build_topology, from_adjacency, from_networkx
+import galakit.runtime.lifeline  # noqa: F401  (first: a learner whose parent is gone exits before torch loads)
+import galakit.runtime.threads  # noqa: F401  (sets GOMP_SPINCOUNT before torch loads)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PRESETS", "TOPOLOGIES", "AtariActorCritic", "Config", "GossipAction", "Learner", "LearnerError",
-    "MLPActorCritic", "Metrics", "Peers", "RolloutBuffer", "Run", "RunInterrupted", "Schedule", "Trace", "a2c_loss",
-    "a2c_update", "build_topology", "collect_rollout", "consensus_error", "distance_to_average", "epsilon_bound",
-    "evaluate",
-    "from_adjacency", "from_networkx", "gae_returns", "gossip_action", "is_atari", "load_policy", "make_model",
-    "make_vec_env", "max_pairwise_distance", "mix", "n_step_returns", "predicted_steps", "random_delays",
-    "simulate_async", "simulate_push_sum", "simulate_sync", "stack_parameters", "train",
-]
+# public name → the module that defines it
+_EXPORTS = {
+    "galakit.config": ("PRESETS", "Config"),
+    "galakit.gossip.topology": ("TOPOLOGIES", "Peers", "Schedule", "build_topology", "from_adjacency",
+                                "from_networkx"),
+    "galakit.gossip.simulate": ("GossipAction", "Trace", "gossip_action", "mix", "random_delays", "simulate_async",
+                                "simulate_push_sum", "simulate_sync"),
+    "galakit.gossip.consensus": ("consensus_error", "distance_to_average", "epsilon_bound", "max_pairwise_distance",
+                                 "predicted_steps", "stack_parameters"),
+    "galakit.rl.a2c": ("RolloutBuffer", "a2c_loss", "a2c_update", "collect_rollout", "gae_returns",
+                       "n_step_returns"),
+    "galakit.rl.envs": ("is_atari", "make_vec_env"),
+    "galakit.rl.models": ("AtariActorCritic", "MLPActorCritic", "make_model"),
+    "galakit.rl.learner": ("Learner",),
+    "galakit.rl.evaluate": ("evaluate", "load_policy"),
+    "galakit.runtime.launch": ("LearnerError", "Run", "RunInterrupted", "train"),
+    "galakit.io.metrics": ("Metrics",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    """Import the module that defines ``name`` on first use (PEP 562)."""
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'galakit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return 130
     except RuntimeError as err:
-        from galakit.launch import LearnerError
+        from galakit.runtime.launch import LearnerError
 
         if not isinstance(err, LearnerError) or args.debug:
             raise
@@ -132,9 +132,9 @@ def _interrupt(signum, frame) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """``galakit train``: check the config here (``preflight``), then train, or be one learner of a torchrun job."""
-    from galakit.diagnostics import describe
-    from galakit.launch import torchrun_config, torchrun_environment, train, worker_main
     from galakit.preflight import preflight
+    from galakit.runtime.diagnostics import describe
+    from galakit.runtime.launch import torchrun_config, torchrun_environment, train, worker_main
 
     ranks = torchrun_environment()
     cfg = config_from_args(args)
@@ -154,7 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``galakit evaluate``: raw returns of full games played by a checkpoint's policy."""
-    from galakit.evaluate import evaluate
+    from galakit.rl.evaluate import evaluate
 
     scores = evaluate(args.checkpoint, episodes=args.episodes, deterministic=args.deterministic, device=args.device)
     print(f"{len(scores)} games: mean raw return {scores.mean():.2f} ± {scores.std():.2f} "
@@ -167,11 +167,11 @@ def run_demo(run_dir: str) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from galakit.checkpoint import new_run_dir
-    from galakit.diagnostics import describe
-    from galakit.evaluate import evaluate
-    from galakit.launch import train
-    from galakit.plots import plot_training
+    from galakit.io.checkpoint import new_run_dir
+    from galakit.rl.evaluate import evaluate
+    from galakit.runtime.diagnostics import describe
+    from galakit.runtime.launch import train
+    from galakit.views.plots import plot_training
 
     run_dir = str(new_run_dir(os.path.basename(run_dir), os.path.dirname(run_dir) or "."))  # then runs/demo_2, …
 

@@ -41,7 +41,7 @@ class Config:
                            default=5)
     # -- several learners
     num_learners: int = _help("Learner processes (each with its own num_envs simulators).", default=1)
-    topology: str = _help("GALA communication graph (galakit.topology.TOPOLOGIES); 'ring' = directed ring.",
+    topology: str = _help("GALA communication graph (galakit.gossip.topology.TOPOLOGIES); 'ring' = directed ring.",
                           default="ring")
     peers: int = _help("Out-peers per learner and gossip step, for rings (GALA's default: 1).", default=1)
     sync_freq: int | None = _help("GALA bounded staleness: block after this many consecutive updates without a "
@@ -161,7 +161,7 @@ GOSSIP_TRANSPORTS = ("auto", "shared_memory", "gloo")
 MAX_NUM_ENVS = 4096
 # numpy's seeding (np.random.seed, which every learner calls) accepts [0, 2**32).
 SEED_LIMIT = 2**32
-# Learner r seeds its sampling with seed + 7919·r (galakit.learner, so learners draw different actions).
+# Learner r seeds its sampling with seed + 7919·r (galakit.rl.learner, so learners draw different actions).
 LEARNER_SEED_STRIDE = 7919
 # Memory of one learner process: a spawned learner of the cartpole preset (GALA, 2 learners) measured 335 MB RSS
 # (266 MB PSS) once training; most of it is torch. Atari learners need more (see MAX_NUM_ENVS).
@@ -275,7 +275,7 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_learners(cfg: Config) -> None:
-    from galakit.topology import TOPOLOGIES  # networkx is only needed once a config is checked
+    from galakit.gossip.topology import TOPOLOGIES  # networkx is only needed once a config is checked
 
     _check_choice(cfg, "start_method", START_METHODS)
     _check_choice(cfg, "topology", tuple(TOPOLOGIES))

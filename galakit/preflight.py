@@ -12,9 +12,9 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from galakit import checkpoint as ckpt
 from galakit.config import Config, _fail
-from galakit.learner import _MUST_MATCH  # the fields a resumed run must share with its checkpoint
+from galakit.io import checkpoint as ckpt
+from galakit.rl.learner import _MUST_MATCH  # the fields a resumed run must share with its checkpoint
 
 _RESUMABLE = ("a ckpt_*.pt file, or a run directory holding checkpoints/ (learner_<rank>/checkpoints/ for a run "
               "of several learners)")
@@ -37,7 +37,7 @@ def check_env_id(env_id: str) -> None:
     """
     import gymnasium as gym
 
-    from galakit.envs import atari_rom_id  # imports ale_py, which registers the ALE/... ids
+    from galakit.rl.envs import atari_rom_id  # imports ale_py, which registers the ALE/... ids
 
     if atari_rom_id(env_id) is not None:
         return  # every ALE game has a discrete action set
@@ -102,7 +102,7 @@ def check_run_dir(run_dir: str | None, new_run: bool = True) -> None:
 # -- the run being resumed
 def check_resume(cfg: Config) -> None:
     """The resumed checkpoints exist, are as many as ``num_learners`` (for a run directory), and were trained
-    with the same environment and architecture (``galakit.learner._MUST_MATCH``)."""
+    with the same environment and architecture (``galakit.rl.learner._MUST_MATCH``)."""
     path = Path(cfg.resume)
     if not path.exists():
         _fail("resume", str(cfg.resume), _RESUMABLE, "no such file or directory")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from galakit.checkpoint import list_checkpoints, load_checkpoint
 from galakit.cli import build_parser, config_from_args
+from galakit.io.checkpoint import list_checkpoints, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--num-envs", "2", "--hidden-sizes", "8", "--gae-lambda", "0.95", "--total-timesteps", "200",

@@ -1,4 +1,4 @@
-"""The gossip rule and the simulator (galakit.gossip): sync, async with GALA's sync_freq, push-sum, ε-ball."""
+"""The gossip rule and the simulator (galakit.gossip.simulate): sync, async with GALA's sync_freq, push-sum, ε-ball."""
 
 import networkx as nx
 import numpy as np
@@ -7,9 +7,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from galakit import gossip
-from galakit.consensus import epsilon_bound, max_pairwise_distance
-from galakit.gossip import (
+from galakit.gossip import simulate as gossip
+from galakit.gossip.consensus import epsilon_bound, max_pairwise_distance
+from galakit.gossip.simulate import (
     GossipAction,
     gossip_action,
     local_updates,
@@ -19,7 +19,7 @@ from galakit.gossip import (
     simulate_push_sum,
     simulate_sync,
 )
-from galakit.topology import build_topology, from_adjacency, from_networkx, one_peer_exponential, star
+from galakit.gossip.topology import build_topology, from_adjacency, from_networkx, one_peer_exponential, star
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HUGE = 100_000_000  # the README's "never block" sync_freq

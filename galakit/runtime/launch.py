@@ -6,7 +6,7 @@ One learner of plain A2C trains in the calling process. Several learners (``num_
 TCP store listening), with gloo's sockets on the loopback interface. Under ``torchrun`` the shared core,
 ``worker_main``, runs one process per learner, across machines (``galakit train`` detects it).
 
-Shutdown is the launcher's job. Learners ignore SIGINT and die with their parent (``galakit.lifeline``); a
+Shutdown is the launcher's job. Learners ignore SIGINT and die with their parent (``galakit.runtime.lifeline``); a
 Ctrl-C / kernel interrupt in the parent, ``Run.stop()``, the end of the interpreter, or a learner that fails
 stops every learner: first by asking them to finish their update and save, then by terminating them. The
 supervisor (``Run._watch``) notices a failed learner by its exit status, and a frozen one by its heartbeats.
@@ -35,19 +35,19 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from galakit import checkpoint as ckpt
-from galakit import lifeline
-from galakit.a2c import Episode
 from galakit.config import Config
-from galakit.coupling import SharedState, gossip_schedule, shared_slots
-from galakit.diagnostics import ConsensusRecorder, DiagnosticsBoard, RelayBoard, describe
-from galakit.heartbeat import Heartbeats
-from galakit.learner import Learner, LearnerContext, build_env, initial_model
-from galakit.metrics import Metrics
+from galakit.io import checkpoint as ckpt
+from galakit.io.metrics import Metrics
+from galakit.io.rundir import claim_run_dir
 from galakit.preflight import preflight
-from galakit.rundir import claim_run_dir
-from galakit.semaphores import semaphore_names, unlink_semaphores
-from galakit.transport import SharedSlots
+from galakit.rl.a2c import Episode
+from galakit.rl.learner import Learner, LearnerContext, build_env, initial_model
+from galakit.runtime import lifeline
+from galakit.runtime.coupling import SharedState, gossip_schedule, shared_slots
+from galakit.runtime.diagnostics import ConsensusRecorder, DiagnosticsBoard, RelayBoard, describe
+from galakit.runtime.heartbeat import Heartbeats
+from galakit.runtime.semaphores import semaphore_names, unlink_semaphores
+from galakit.runtime.transport import SharedSlots
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -563,7 +563,7 @@ _SPAWNER = _Spawner()
 
 def _start_process(proc, spawn_env: bool) -> None:
     """Start ``proc``; a spawned one finds our pid in its environment, so that ``import galakit`` arms its death
-    signal before anything else (``galakit.lifeline``)."""
+    signal before anything else (``galakit.runtime.lifeline``)."""
     if not spawn_env:
         proc.start()
         return

@@ -7,8 +7,8 @@ Each coupling hooks into the same learner loop at three points::
     a2c_update(..., grad_hook=coupling.grad_hook)   # AllReduce: average the gradients before the step
     coupling.after_update(model, k)         # GALA: one gossip step with the peers of step k
 
-GALA's gossip step (the official code's rule, on ``galakit.topology`` schedules, decided by
-``galakit.gossip.gossip_action`` as in the simulator): learner i sends θ_i to its out-peers of step k; then, if
+GALA's gossip step (the official code's rule, on ``galakit.gossip.topology`` schedules, decided by
+``galakit.gossip.simulate.gossip_action`` as in the simulator): learner i sends θ_i to its out-peers of step k; then, if
 every in-peer of step k has a fresh message, it mixes what has arrived,
 
     θ_i ← (w_ii θ_i + Σ_j w_ij θ_j) / (w_ii + Σ_j w_ij)     over the senders j with a fresh message,
@@ -43,9 +43,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from galakit.gossip import GossipAction, gossip_action
-from galakit.topology import Schedule, build_topology
-from galakit.transport import GossipChannel, SharedMemoryChannel, SharedSlots
+from galakit.gossip.simulate import GossipAction, gossip_action
+from galakit.gossip.topology import Schedule, build_topology
+from galakit.runtime.transport import GossipChannel, SharedMemoryChannel, SharedSlots
 
 NEVER_BLOCK = 2**62  # sync_freq=None: GALA's README passes 100000000 for the same effect
 
@@ -54,7 +54,7 @@ class Independent:
     """Plain A2C: learners share nothing (one learner, or k independent ones)."""
 
     grad_hook = None
-    rank, heartbeats = 0, None  # heartbeats: galakit.heartbeat.Heartbeats, set by make_coupling
+    rank, heartbeats = 0, None  # heartbeats: galakit.runtime.heartbeat.Heartbeats, set by make_coupling
 
     def __init__(self, stop: threading.Event | None = None):
         self.stop = stop  # the launcher's "finish your update and save" (``Run.stop``)

@@ -1,9 +1,9 @@
 """The gossip step (GALA's mixing rule and its bounded-staleness decision) and a vectorised simulator of n learners
 gossiping over a `Schedule`: synchronous, asynchronous (delays, drops, ``sync_freq``) or push-sum.
 
-The learners (`galakit.coupling.Gossip`) decide each step with `gossip_action` from here and take their peers and
-weights from `Schedule.peers`; the simulator applies the same rule to all n learners at once, on a tensor X of shape
-(n, d) (row i = learner i's parameters).
+The learners (`galakit.runtime.coupling.Gossip`) decide each step with `gossip_action` from here and take their
+peers and weights from `Schedule.peers`; the simulator applies the same rule to all n learners at once, on a
+tensor X of shape (n, d) (row i = learner i's parameters).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from galakit.consensus import distance_to_average, max_pairwise_distance
-from galakit.topology import Peers, Schedule
+from galakit.gossip.consensus import distance_to_average, max_pairwise_distance
+from galakit.gossip.topology import Peers, Schedule
 
 T = TypeVar("T", np.ndarray, torch.Tensor)
 DelayFn = Callable[[int, np.ndarray, np.ndarray], np.ndarray]  # (step, senders, receivers) -> delay; < 0 = dropped
@@ -142,7 +142,7 @@ def simulate_sync(schedule: Schedule, x0: np.ndarray | torch.Tensor, steps: int,
     """Synchronous gossip X_{k+1} = W_k (X_k − α G_k): every learner mixes at every step.
 
     Args:
-        schedule: who talks to whom (`galakit.topology.Schedule`).
+        schedule: who talks to whom (`galakit.gossip.topology.Schedule`).
         x0: initial values, (n,) or (n, d) array/tensor; float32 stays float32 (fast), integers become float64.
         steps: number of gossip steps.
         alpha, grad_bound, grad_fn, seed: optional local updates, see `local_updates`.
@@ -277,7 +277,7 @@ def local_updates(alpha: float, grad_bound: float = 0.0, grad_fn: GradFn | None 
 
     ``grad_fn(k, X)`` gives G_k (e.g. real gradients); otherwise G_k is "gradient noise": each row drawn
     uniformly on the sphere of radius ``grad_bound`` = G, so ‖g_i‖ = G exactly, the worst case of the ε-ball
-    bound (`galakit.consensus.epsilon_bound`).
+    bound (`galakit.gossip.consensus.epsilon_bound`).
     """
     if alpha < 0 or grad_bound < 0:
         raise ValueError(f"alpha and grad_bound must be ≥ 0, got alpha = {alpha}, grad_bound = {grad_bound}")

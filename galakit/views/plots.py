@@ -9,9 +9,9 @@ import networkx as nx
 import numpy as np
 from matplotlib.axes import Axes
 
-from galakit.consensus import epsilon_bound
-from galakit.gossip import Trace
-from galakit.topology import Schedule
+from galakit.gossip.consensus import epsilon_bound
+from galakit.gossip.simulate import Trace
+from galakit.gossip.topology import Schedule
 
 ACTIVE_COLOR = "tab:red"
 IDLE_COLOR = "0.85"
@@ -81,7 +81,7 @@ def plot_consensus(trace: Trace, *, ax: Axes | None = None, rho: float | None = 
     """Consensus error ‖X_k − 1x̄ᵀ‖_F against k (log scale), with the predicted rate and the ε-ball bound.
 
     Args:
-        trace: a simulation (`galakit.gossip`).
+        trace: a simulation (`galakit.gossip.simulate`).
         rho, window: ρ and the number of steps it covers (``schedule.rho()``, ``schedule.period``); draws the
             bound ``epsilon_bound(ρ, α, G, n, ‖E_0‖, k, τ)``: the predicted rate ρ^{k/τ} ‖E_0‖ when there are
             no local updates, plus the dashed ε-ball radius sup_k when α G > 0.

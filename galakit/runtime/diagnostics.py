@@ -9,7 +9,7 @@ for another learner:
   ``GossipChannel``: sender and receiver threads), and a thread of learner 0 reads the newest vector of each.
 
 A ``ConsensusRecorder`` takes a reading each time the leading learner has published again (and a last one when
-the run ends), computing with ``galakit.consensus``
+the run ends), computing with ``galakit.gossip.consensus``
 
     ‖θ_i − θ̄‖ for each learner,   max_ij ‖θ_i − θ_j‖,   and the bound on ‖E‖_F = sqrt(Σ_i ‖θ_i − θ̄‖²)
 
@@ -21,8 +21,8 @@ and ρ are the period of the topology's schedule and the contraction of one whol
 ``Schedule.rho``), and α G is the largest local step ‖θ_after − θ_before‖ the learners reported, counted once per
 gossip step of the period. (A one-peer exponential graph with n = 8 has ρ = 0 over its τ = 3 steps: the static
 formula would read 0.) Each ‖θ_i − θ̄‖ is at most ε and each ‖θ_i − θ_j‖ at most √2 ε. The bound is the standard one
-for synchronous gossip (``galakit.consensus.epsilon_bound``); asynchronous gossip mixes less often, so read it as a
-reference line.
+for synchronous gossip (``galakit.gossip.consensus.epsilon_bound``); asynchronous gossip mixes less often, so
+read it as a reference line.
 Readings go to ``<run_dir>/consensus.csv`` and TensorBoard (``consensus/…``) as well as to ``Metrics.consensus``.
 """
 
@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from galakit.consensus import consensus_error, distance_to_average, epsilon_bound, max_pairwise_distance
-from galakit.metrics import ConsensusWriter
-from galakit.transport import GossipChannel
+from galakit.gossip.consensus import consensus_error, distance_to_average, epsilon_bound, max_pairwise_distance
+from galakit.io.metrics import ConsensusWriter
+from galakit.runtime.transport import GossipChannel
 
 
 class DiagnosticsBoard:
@@ -202,7 +202,7 @@ def coupling_contraction(cfg) -> tuple[float | None, int]:
         return 0.0, 1
     if cfg.algo != "gala" or cfg.num_learners == 1:
         return None, 1
-    from galakit.coupling import gossip_schedule  # the runtime's coupling, imported where it is needed
+    from galakit.runtime.coupling import gossip_schedule  # the runtime's coupling, imported where it is needed
 
     schedule = gossip_schedule(cfg, cfg.num_learners)
     return schedule.rho(), schedule.period
@@ -213,7 +213,7 @@ def initial_spread(cfg) -> float:
     else computed from the models each learner draws (seed + rank), on one simulator's spaces."""
     if cfg.identical_init or cfg.num_learners == 1:
         return 0.0
-    from galakit.learner import build_env, initial_model
+    from galakit.rl.learner import build_env, initial_model
 
     env = build_env(cfg.replace(num_envs=1), num_threads=1)
     shape, actions = env.single_observation_space.shape, int(env.single_action_space.n)

@@ -14,7 +14,7 @@ shrinks the distance to the average (for doubly stochastic W).
 
 A `Schedule` is a list of τ graphs used in turn (graph k mod τ at gossip step k); a static graph is a schedule with
 period τ = 1. `Schedule.peers(rank, step)` is the single source of truth for who a learner sends to and receives
-from: the simulator in `galakit.gossip` and the GALA learners both call it.
+from: the simulator in `galakit.gossip.simulate` and the GALA learners both call it.
 """
 
 from __future__ import annotations

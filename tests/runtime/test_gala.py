@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import galakit
-from galakit.checkpoint import list_checkpoints, load_checkpoint
 from galakit.config import Config
-from galakit.launch import LearnerError
-from galakit.learner import initial_model
+from galakit.io.checkpoint import list_checkpoints, load_checkpoint
+from galakit.rl.learner import initial_model
+from galakit.runtime.launch import LearnerError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -302,7 +302,7 @@ def test_torchrun_learners_do_not_outlive_a_killed_agent(tmp_path):
 
 
 def test_a_torchrun_job_gets_a_directory_named_after_it_and_refuses_another_runs(tmp_path, monkeypatch):
-    from galakit.launch import torchrun_config
+    from galakit.runtime.launch import torchrun_config
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job7")
     monkeypatch.chdir(tmp_path)

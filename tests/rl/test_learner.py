@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import galakit
-from galakit.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint, new_run_dir
 from galakit.config import Config
-from galakit.evaluate import evaluate
-from galakit.metrics import Metrics
+from galakit.io.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint, new_run_dir
+from galakit.io.metrics import Metrics
+from galakit.rl.evaluate import evaluate
 
 
 def quick(tmp_path, name="run", **kw) -> Config:
@@ -86,7 +86,7 @@ def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    from galakit.checkpoint import save_checkpoint
+    from galakit.io.checkpoint import save_checkpoint
 
     with pytest.raises(OSError):
         save_checkpoint({"x": 1}, f"{m.run_dir}/checkpoints", global_step=80)

@@ -13,7 +13,7 @@ import os
 import weakref
 from pathlib import Path
 
-from galakit import checkpoint as ckpt
+from galakit.io import checkpoint as ckpt
 
 LOCK_NAME = ".galakit.lock"
 _CLAIMS: weakref.WeakSet[RunDirClaim] = weakref.WeakSet()

@@ -1,4 +1,4 @@
-"""Matplotlib views (galakit.plots), drawn off-screen with the Agg backend."""
+"""Matplotlib views (galakit.views.plots), drawn off-screen with the Agg backend."""
 
 import matplotlib
 
@@ -8,10 +8,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from galakit.consensus import epsilon_bound  # noqa: E402
-from galakit.gossip import random_delays, simulate_async, simulate_sync  # noqa: E402
-from galakit.plots import draw_mixing_matrix, draw_topology, plot_consensus  # noqa: E402
-from galakit.topology import build_topology, one_peer_exponential  # noqa: E402
+from galakit.gossip.consensus import epsilon_bound  # noqa: E402
+from galakit.gossip.simulate import random_delays, simulate_async, simulate_sync  # noqa: E402
+from galakit.gossip.topology import build_topology, one_peer_exponential  # noqa: E402
+from galakit.views.plots import draw_mixing_matrix, draw_topology, plot_consensus  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

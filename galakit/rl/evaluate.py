@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from galakit.a2c import sample_actions
-from galakit.checkpoint import load_checkpoint
 from galakit.config import Config
-from galakit.learner import build_env, resolve_device
-from galakit.models import make_model
+from galakit.io.checkpoint import load_checkpoint
+from galakit.rl.a2c import sample_actions
+from galakit.rl.learner import build_env, resolve_device
+from galakit.rl.models import make_model
 
 
 def load_policy(checkpoint: str, device: str = "cpu") -> tuple[torch.nn.Module, Config]:

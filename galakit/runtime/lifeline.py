@@ -5,7 +5,7 @@ from that moment on: a parent that dies earlier leaves an orphan that trains to 
 the very first thing it does (``arm_from_environment`` runs when ``import galakit`` imports this module, before
 torch: a spawned learner imports galakit while it unpickles its arguments), then checks that its parent is still
 the process that started it, and exits at once if not. ``Run`` starts learners from one thread that lives as
-long as the process (``galakit.launch``), because the signal follows the *thread* that forked the child.
+long as the process (``galakit.runtime.launch``), because the signal follows the *thread* that forked the child.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ import torch
 from test_gala import ROOT, _alive, cfg, children_of, read_csv
 
 import galakit
-from galakit.checkpoint import list_checkpoints, load_checkpoint
-from galakit.launch import LearnerError, Run
-from galakit.rundir import claim_run_dir
+from galakit.io.checkpoint import list_checkpoints, load_checkpoint
+from galakit.io.rundir import claim_run_dir
+from galakit.runtime.launch import LearnerError, Run
 
 
 def wait_for_rows(run, ranks, timeout=90):

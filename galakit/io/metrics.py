@@ -9,7 +9,7 @@ three phases: ``time_rollout_s`` (acting; A3C's pull of the shared model include
 ``time_update_s`` (the A2C step; AllReduce's wait for the other learners' gradients included) and
 ``time_coupling_s`` (GALA's gossip step). ``staleness`` is the age of the messages of the newest mix, counted in
 their senders' updates (never negative; blank until the first mix; ``gossip_mixed`` says whether this update
-mixed; see ``galakit.coupling``).
+mixed; see ``galakit.runtime.coupling``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from galakit.a2c import Episode
+from galakit.rl.a2c import Episode
 
 PROGRESS_FIELDS = ("rank", "global_step", "update", "time", "SPS", "episodes", "episodic_return_mean",
                    "episodic_length_mean", "learning_rate", "policy_loss", "value_loss", "entropy",
@@ -164,7 +164,7 @@ class MetricsWriter:
 
 
 class ConsensusWriter:
-    """Appends ε-ball readings (``galakit.diagnostics``) to ``<run_dir>/consensus.csv``, one column of distances
+    """Appends ε-ball readings (``galakit.runtime.diagnostics``) to ``<run_dir>/consensus.csv``, one column of distances
     per learner, and to TensorBoard under ``<run_dir>/consensus`` (tags ``consensus/…``, step = newest update)."""
 
     def __init__(self, run_dir: str | Path, num_learners: int, tensorboard: bool = True):

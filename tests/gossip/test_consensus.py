@@ -1,4 +1,4 @@
-"""ε-ball diagnostics (galakit.consensus): distances, the bound, predicted steps."""
+"""ε-ball diagnostics (galakit.gossip.consensus): distances, the bound, predicted steps."""
 
 import math
 from collections import OrderedDict
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from galakit.consensus import (
+from galakit.gossip.consensus import (
     consensus_error,
     distance_to_average,
     epsilon_bound,
@@ -15,8 +15,8 @@ from galakit.consensus import (
     predicted_steps,
     stack_parameters,
 )
-from galakit.gossip import simulate_sync
-from galakit.topology import build_topology
+from galakit.gossip.simulate import simulate_sync
+from galakit.gossip.topology import build_topology
 
 X = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]])  # average (1, 1)
 
@@ -120,14 +120,14 @@ def test_gossip_reaches_the_predicted_error_within_the_predicted_steps(n):
     assert error[k] <= 1e-6 * error[0]
 
 
-# ---------------------------------------------------------------- the live bound of a run (galakit.diagnostics)
+# ---------------------------------------------------------------- the live bound of a run (galakit.runtime.diagnostics)
 
 
 def board_with(params: torch.Tensor, step_norm: float):
     """A diagnostics board on which every learner has published row i of ``params`` (n, D) at update 10."""
     import multiprocessing
 
-    from galakit.diagnostics import DiagnosticsBoard
+    from galakit.runtime.diagnostics import DiagnosticsBoard
 
     board = DiagnosticsBoard(params.shape[0], params.shape[1], multiprocessing.get_context("spawn"))
     for rank, theta in enumerate(params):
@@ -137,7 +137,7 @@ def board_with(params: torch.Tensor, step_norm: float):
 
 def test_live_bound_of_a_time_varying_schedule_counts_its_period_not_zero(tmp_path):
     from galakit.config import Config
-    from galakit.diagnostics import ConsensusRecorder, coupling_contraction
+    from galakit.runtime.diagnostics import ConsensusRecorder, coupling_contraction
 
     cfg = Config(algo="gala", num_learners=8, topology="one_peer_exponential", tensorboard=False)
     rho, period = coupling_contraction(cfg)
@@ -151,8 +151,8 @@ def test_live_bound_of_a_time_varying_schedule_counts_its_period_not_zero(tmp_pa
 
 def test_live_bound_includes_the_initial_spread_of_learners_started_apart(tmp_path):
     from galakit.config import Config
-    from galakit.diagnostics import ConsensusRecorder
-    from galakit.learner import initial_model
+    from galakit.rl.learner import initial_model
+    from galakit.runtime.diagnostics import ConsensusRecorder
 
     cfg = Config(algo="gala", num_learners=4, identical_init=False, tensorboard=False, hidden_sizes=(8,))
     recorder = ConsensusRecorder.for_run(cfg, tmp_path)

@@ -1,4 +1,4 @@
-"""Tests for galakit.envs: the learning signal versus raw scores, next-step autoreset, Atari preprocessing parity."""
+"""Tests for galakit.rl.envs: the learning signal versus raw scores, next-step autoreset, Atari preprocessing parity."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from ale_py.env import AtariEnv
 from gymnasium.vector import SyncVectorEnv
 from scripted_env import ScriptedEnv, register_scripted
 
-from galakit import envs
 from galakit.config import Config
-from galakit.envs import FireOnReset, LearningSignal, atari_rom_id, is_atari, make_vec_env
-from galakit.learner import build_env
+from galakit.rl import envs
+from galakit.rl.envs import FireOnReset, LearningSignal, atari_rom_id, is_atari, make_vec_env
+from galakit.rl.learner import build_env
 
 
 def scripted_vector(num_envs: int = 2, *, clip_rewards: bool = False, episodic_life: bool = False, **kwargs):

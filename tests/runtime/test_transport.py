@@ -4,7 +4,7 @@ change a message that has been taken."""
 import pytest
 import torch
 
-from galakit.transport import HEADER, PARAMS, STOP, Mailbox, header
+from galakit.runtime.transport import HEADER, PARAMS, STOP, Mailbox, header
 
 
 def message(step: int, values, weight: float = 1.0, kind: float = PARAMS) -> torch.Tensor:
@@ -70,7 +70,7 @@ def two_channels(policy: str):
     """Learners 0 and 1 of one machine, each sending to the other through shared memory."""
     import multiprocessing
 
-    from galakit.transport import SharedMemoryChannel, SharedSlots
+    from galakit.runtime.transport import SharedMemoryChannel, SharedSlots
 
     slots = SharedSlots([(0, 1), (1, 0)], world_size=2, dim=2, mp_context=multiprocessing.get_context("spawn"))
     return [SharedMemoryChannel(rank, 2, 2, slots, policy=policy) for rank in (0, 1)]
@@ -114,8 +114,8 @@ def test_shared_memory_channel_reports_a_stopped_sender():
 def test_two_gossiping_learners_in_one_process_mix_and_keep_parameters_of_their_own():
     import multiprocessing
 
-    from galakit.coupling import Gossip, shared_slots
-    from galakit.topology import build_topology
+    from galakit.gossip.topology import build_topology
+    from galakit.runtime.coupling import Gossip, shared_slots
 
     schedule = build_topology("ring", 2)
     torch.manual_seed(0)
@@ -138,8 +138,8 @@ def test_two_gossiping_learners_in_one_process_mix_and_keep_parameters_of_their_
 def gossiping_learners(topology: str, n: int):
     import multiprocessing
 
-    from galakit.coupling import Gossip, shared_slots
-    from galakit.topology import build_topology
+    from galakit.gossip.topology import build_topology
+    from galakit.runtime.coupling import Gossip, shared_slots
 
     schedule = build_topology(topology, n)
     torch.manual_seed(0)

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import galakit
-from galakit import checkpoint as ckpt
-from galakit.checkpoint import FORMAT_VERSION, list_checkpoints, load_checkpoint
 from galakit.config import Config
-from galakit.coupling import Independent
-from galakit.evaluate import evaluate
-from galakit.launch import LearnerError
-from galakit.learner import DivergenceError, Learner
+from galakit.io import checkpoint as ckpt
+from galakit.io.checkpoint import FORMAT_VERSION, list_checkpoints, load_checkpoint
+from galakit.rl.evaluate import evaluate
+from galakit.rl.learner import DivergenceError, Learner
+from galakit.runtime.coupling import Independent
+from galakit.runtime.launch import LearnerError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -195,8 +195,8 @@ def test_a_diverging_gala_learner_stops_the_run_and_no_nan_is_saved_or_mixed(tmp
 
 
 def test_gossip_drops_a_delivery_that_is_not_finite():
-    from galakit.coupling import Gossip, shared_slots
-    from galakit.topology import build_topology
+    from galakit.gossip.topology import build_topology
+    from galakit.runtime.coupling import Gossip, shared_slots
 
     schedule = build_topology("ring", 2)
     torch.manual_seed(0)
@@ -214,7 +214,7 @@ def test_gossip_drops_a_delivery_that_is_not_finite():
 
 
 def test_a_generator_state_cannot_name_an_arbitrary_numpy_callable():
-    from galakit.checkpoint import from_plain
+    from galakit.io.checkpoint import from_plain
 
     with pytest.raises(ValueError, match="bit_generator 'test'"):  # np.random.test would run numpy's test suite
         from_plain({"__generator__": {"bit_generator": "test", "state": {}}})

@@ -1,4 +1,4 @@
-"""Topologies, mixing matrices, checks and spectra (galakit.topology)."""
+"""Topologies, mixing matrices, checks and spectra (galakit.gossip.topology)."""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from galakit.topology import (
+from galakit.gossip.topology import (
     TOPOLOGIES,
     Schedule,
     assign_weights,

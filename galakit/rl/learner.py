@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from galakit import checkpoint as ckpt
-from galakit.a2c import Episode, RolloutBuffer, a2c_update, collect_rollout, make_optimizer
 from galakit.config import LEARNER_SEED_STRIDE, Config, local_learners
-from galakit.coupling import HogwildOptimizer, flatten_into, make_coupling
-from galakit.envs import make_vec_env
-from galakit.metrics import Metrics, MetricsWriter
-from galakit.models import make_model
-from galakit.rundir import RunDirClaim, claim_run_dir
+from galakit.io import checkpoint as ckpt
+from galakit.io.metrics import Metrics, MetricsWriter
+from galakit.io.rundir import RunDirClaim, claim_run_dir
+from galakit.rl.a2c import Episode, RolloutBuffer, a2c_update, collect_rollout, make_optimizer
+from galakit.rl.envs import make_vec_env
+from galakit.rl.models import make_model
+from galakit.runtime.coupling import HogwildOptimizer, flatten_into, make_coupling
 
 
 def resolve_device(name: str, rank: int = 0) -> torch.device:
@@ -75,7 +75,7 @@ class LearnerContext:
     board: Any = None                # diagnostics: DiagnosticsBoard the parent reads
     gossip_group: Any = None         # gala: the process group gossip messages travel on (gloo transport)
     slots: Any = None                # gala on one machine: SharedSlots, the shared-memory transport
-    heartbeats: Any = None           # galakit.heartbeat.Heartbeats: progress, for the supervisor's stall check
+    heartbeats: Any = None           # galakit.runtime.heartbeat.Heartbeats: progress, for the supervisor's stall check
 
 
 class DivergenceError(FloatingPointError):
@@ -112,7 +112,7 @@ class Learner:
 
     In a run of several learners each process builds one ``Learner`` with its ``LearnerContext``: rank r steps
     simulators seeded ``seed + r·num_envs + i``, starts from the same parameters as every other learner, and is
-    coupled to the others as ``cfg.algo`` says (``galakit.coupling``).
+    coupled to the others as ``cfg.algo`` says (``galakit.runtime.coupling``).
     """
 
     def __init__(self, cfg: Config, callback: Callable[[dict[str, Any]], None] | None = None,
@@ -267,7 +267,7 @@ class Learner:
         return stats, episodes
 
     def _publish(self) -> None:
-        """θ_i and the largest local step so far onto the diagnostics board (``galakit.diagnostics``)."""
+        """θ_i and the largest local step so far onto the diagnostics board (``galakit.runtime.diagnostics``)."""
         self.ctx.board.publish(self.ctx.rank, self.update, self._flat_params(), self._max_step_norm)
 
     def _flat_params(self) -> torch.Tensor:
@@ -308,7 +308,7 @@ class Learner:
 
     # -- checkpoints
     def save(self) -> Path:
-        """Write a checkpoint (``galakit.checkpoint``) of everything a resumed run needs to continue exactly.
+        """Write a checkpoint (``galakit.io.checkpoint``) of everything a resumed run needs to continue exactly.
         A learner whose parameters are not finite refuses: its newest checkpoint stays its last good one."""
         self._check_finite(self.update, "when saving a checkpoint")
         state = {"config": self.cfg.to_dict(), "update": self.update, "global_step": self.global_step,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from galakit.a2c import RolloutBuffer, a2c_loss, gae_returns, n_step_returns
-from galakit.models import AtariActorCritic, MLPActorCritic, make_model
+from galakit.rl.a2c import RolloutBuffer, a2c_loss, gae_returns, n_step_returns
+from galakit.rl.models import AtariActorCritic, MLPActorCritic, make_model
 
 GAMMA = 0.9
 

@@ -1,0 +1,27 @@
+"""The maths of gossip, with no processes: who talks to whom (``topology``), the gossip rule and its simulator
+(``simulate``), and how far apart the learners are (``consensus``: distances and the ε-ball bound).
+
+Nothing here imports the RL or runtime parts. ``galakit.gossip.topology`` needs only numpy and networkx; the
+simulator and the consensus functions compute with torch (loaded when they are first used).
+"""
+
+_EXPORTS = {
+    "galakit.gossip.topology": ("TOPOLOGIES", "Peers", "Schedule", "build_topology", "from_adjacency",
+                                "from_networkx", "mixing_matrix", "rho", "spectral_gap"),
+    "galakit.gossip.simulate": ("GossipAction", "Trace", "gossip_action", "mix", "random_delays", "simulate_async",
+                                "simulate_push_sum", "simulate_sync"),
+    "galakit.gossip.consensus": ("consensus_error", "distance_to_average", "epsilon_bound", "max_pairwise_distance",
+                                 "predicted_steps", "stack_parameters"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'galakit.gossip' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
