@@ -25,10 +25,11 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not processes"
 
+# JupyterLab refuses to start as root without --allow-root (root is the user in containers and CI).
 lab: $(STAMP)
-	$(BIN)/jupyter lab tutorials/
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) tutorials/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from galakit import Config, Learner, make_vec_env
+from galakit.io.observers import RowCallback
 from galakit.rl.a2c import RolloutBuffer, a2c_update, make_optimizer
 from galakit.rl.models import AtariActorCritic
 
@@ -39,7 +40,7 @@ def galakit_a2c(updates: int, warmup: int, threads: int) -> float:
                         run_dir=tempfile.mkdtemp(prefix="galakit-bench-"), progress=False, tensorboard=False,
                         log_interval=1, checkpoint_interval=0, torch_threads=threads)
     stamps: list[tuple[int, float]] = []
-    learner = Learner(cfg, callback=lambda row: stamps.append((row["global_step"], time.perf_counter())))
+    learner = Learner(cfg, [RowCallback(lambda row: stamps.append((row["global_step"], time.perf_counter())))])
     learner.run()
     learner.close()
     shutil.rmtree(cfg.run_dir)

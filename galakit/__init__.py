@@ -22,9 +22,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "galakit.config": ("PRESETS", "Config"),
     "galakit.gossip.topology": ("TOPOLOGIES", "Peers", "Schedule", "build_topology", "from_adjacency",
-                                "from_networkx"),
-    "galakit.gossip.simulate": ("GossipAction", "Trace", "gossip_action", "mix", "random_delays", "simulate_async",
-                                "simulate_push_sum", "simulate_sync"),
+                                "from_networkx", "read_graph"),
+    "galakit.gossip.rule": ("GossipAction", "WritePolicy", "gossip_action", "mix"),
+    "galakit.gossip.simulate": ("Trace", "random_delays", "simulate_async", "simulate_push_sum", "simulate_sync"),
     "galakit.gossip.consensus": ("consensus_error", "distance_to_average", "epsilon_bound", "max_pairwise_distance",
                                  "predicted_steps", "stack_parameters"),
     "galakit.rl.a2c": ("RolloutBuffer", "a2c_loss", "a2c_update", "collect_rollout", "gae_returns",
@@ -33,8 +33,10 @@ _EXPORTS = {
     "galakit.rl.models": ("AtariActorCritic", "MLPActorCritic", "make_model"),
     "galakit.rl.learner": ("Learner",),
     "galakit.rl.evaluate": ("evaluate", "load_policy"),
-    "galakit.runtime.launch": ("LearnerError", "Run", "RunInterrupted", "train"),
+    "galakit.runtime.launch": ("LearnerError", "Run", "RunInterrupted", "start", "train"),
+    "galakit.io.observers": ("Observer", "RunInfo"),
     "galakit.io.metrics": ("Metrics",),
+    "galakit.io.runs": ("load_run",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

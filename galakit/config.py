@@ -1,31 +1,38 @@
 """The settings of a run, as one validated dataclass, and the named presets.
 
 Every hyperparameter lives here with its help text (the CLI is generated from these fields), and a bad value
-fails at construction with a ``ValueError`` that names the field, the value received and what is accepted.
+fails at construction with a ``ValueError`` that names the field, the value received and what is accepted
+(``galakit.validation``). A config is frozen: change a copy with ``cfg.replace(lr=1e-3)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from galakit.validation import Described, InvalidValue, check_choice, check_float, check_int, fail
 
 
 def _help(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """Settings of one training run. Defaults are the A2C hyperparameters of the official GALA code.
 
-    Build one directly, or from a preset: ``Config.preset("atari", env_id="BreakoutNoFrameskip-v4")``.
-    A config is plain data (picklable), so it can be sent to worker processes.
+    Build one directly, or from a preset: ``Config.preset("atari", env_id="BreakoutNoFrameskip-v4")``. A config
+    is frozen (``cfg.lr = 0`` raises ``FrozenInstanceError``): ``cfg.replace(lr=0)`` is a validated copy. It is
+    picklable, so it can be sent to worker processes, and ``Config(**cfg.to_dict())`` rebuilds it from plain data.
+
+    ``topology`` is a name (``"ring"``), a ``galakit.gossip.topology.Schedule``, or a networkx graph on the nodes
+    0..num_learners−1 (a ``DiGraph`` edge (j, i) means "j sends to i"; with a ``weight`` on every edge, the
+    weights are W's entries, self-loops included, and with none, uniform weights 1/(out-degree + 1)). A graph is
+    kept as the `Schedule` it makes, and `to_dict` writes a schedule as plain data (`Schedule.to_dict`).
     """
 
     # -- what to train on
@@ -41,7 +48,8 @@ class Config:
                            default=5)
     # -- several learners
     num_learners: int = _help("Learner processes (each with its own num_envs simulators).", default=1)
-    topology: str = _help("GALA communication graph (galakit.gossip.topology.TOPOLOGIES); 'ring' = directed ring.",
+    topology: Any = _help("GALA communication graph: a name in galakit.gossip.topology.TOPOLOGIES ('ring' = "
+                          "directed ring), a Schedule, or a networkx graph on the nodes 0..num_learners-1.",
                           default="ring")
     peers: int = _help("Out-peers per learner and gossip step, for rings (GALA's default: 1).", default=1)
     sync_freq: int | None = _help("GALA bounded staleness: block after this many consecutive updates without a "
@@ -54,6 +62,10 @@ class Config:
                                   "machine), 'gloo' (torch.distributed, any machines) or 'auto' (shared "
                                   "memory when galakit starts the learners, gloo under torchrun).",
                                   default="auto")
+    gossip_policy: str = _help("GALA asynchronous gossip: what a write does to a message its receiver has not read "
+                               "yet. 'latest': the newest replaces it (the freshest parameters are mixed); 'skip': the "
+                               "sender skips writing while its previous message is unread (the official code). "
+                               "sync_freq=0 and push_sum keep every message whatever this says.", default="latest")
     diag_interval: int = _help("Measure the learners' distances to their average every this many updates "
                                "(0: off).", default=0)
     start_method: str = _help("multiprocessing start method for learner processes: spawn or forkserver.",
@@ -104,17 +116,20 @@ class Config:
                                  default=300.0)
 
     def __post_init__(self) -> None:
+        # frozen: the normalised values are written past the dataclass's own __setattr__, before validation
         for name in ("hidden_sizes", "slow_learners"):
             if isinstance(getattr(self, name), list):
-                setattr(self, name, tuple(getattr(self, name)))
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "topology", _as_topology(self.topology))
+        if isinstance(self.gossip_policy, str):  # a galakit.gossip.rule.WritePolicy member, stored as plain text
+            object.__setattr__(self, "gossip_policy", str(self.gossip_policy))
         validate(self)
 
     # -- constructors and views
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Config:
         """A named preset (see ``PRESETS``) with some fields overridden."""
-        if name not in PRESETS:
-            raise ValueError(f"preset: unknown preset {name!r}; accepted: {sorted(PRESETS)}")
+        check_choice("preset", name, sorted(PRESETS))
         return cls(**{**PRESETS[name], **overrides})
 
     def replace(self, **changes: Any) -> Config:
@@ -122,7 +137,12 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field as plain data (what a checkpoint stores): a custom topology as its `Schedule.to_dict`
+        description, which ``Config(**d)`` accepts back."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if not isinstance(self.topology, str):
+            d["topology"] = self.topology.to_dict()
+        return d
 
     @property
     def batch_size(self) -> int:
@@ -154,6 +174,7 @@ ALGOS = ("a2c", "gala", "allreduce", "a3c")
 START_METHODS = ("spawn", "forkserver")
 ENV_BACKENDS = ("auto", "ale_vector", "sync", "async")
 GOSSIP_TRANSPORTS = ("auto", "shared_memory", "gloo")
+GOSSIP_POLICIES = ("latest", "skip")  # galakit.gossip.rule.ASYNC_POLICIES (a test checks they agree)
 
 # Simulators per learner. An Atari simulator costs ~3 MB (the ALE emulator, measured at 1.5 MB, plus its share of
 # the rollout and of the update's activations), so 4096 of them are ~12 GB in one learner; GALA uses 16, and a
@@ -169,11 +190,6 @@ LEARNER_MEMORY_MB = 350
 # Each learner gets max(1, cores // learners) threads; beyond a few per core they only queue for the CPU (64
 # learners on 2 cores spend a minute just importing torch).
 LEARNERS_PER_CORE = 8
-
-
-def _fail(name: str, value: Any, accepted: str, why: str = "") -> NoReturn:
-    """The one error format: ``field: got X (why); accepted: Y``."""
-    raise ValueError(f"{name}: got {value!r}{f' ({why})' if why else ''}; accepted: {accepted}")
 
 
 def largest_derived_seed(cfg: Config) -> int:
@@ -203,93 +219,117 @@ def max_local_learners() -> int:
     return max(1, min(memory_mb() // LEARNER_MEMORY_MB, LEARNERS_PER_CORE * (os.cpu_count() or 1)))
 
 
-def _check_int(cfg: Config, name: str, minimum: int) -> None:
-    value = getattr(cfg, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        _fail(name, value, f"an int >= {minimum}")
-
-
-def _check_float(cfg: Config, name: str, low: float, high: float, low_open: bool = False) -> None:
-    value = getattr(cfg, name)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        _fail(name, value, f"a number in {'(' if low_open else '['}{low}, {high}]")
-    # NaN compares false with everything, so it passes the range test: isfinite catches it
-    if value > high or value < low or (low_open and value == low) or not math.isfinite(value):
-        _fail(name, value, f"a number in {'(' if low_open else '['}{low}, {high}]")
-
-
-def _check_choice(cfg: Config, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(cfg, name)
-    if value not in choices:
-        _fail(name, value, ", ".join(repr(c) for c in choices))
-
-
 def _check_optional_bool(cfg: Config, name: str) -> None:
     if getattr(cfg, name) not in (None, True, False):
-        _fail(name, getattr(cfg, name), "True, False or None (automatic)")
+        fail(name, getattr(cfg, name), "True, False or None (automatic)")
 
 
 def validate(cfg: Config) -> None:
     """Raise ``ValueError`` naming the first field whose value is not accepted."""
     if not isinstance(cfg.env_id, str) or not cfg.env_id:
-        _fail("env_id", cfg.env_id, "a non-empty environment id string")
-    _check_choice(cfg, "algo", ALGOS)
-    _check_choice(cfg, "env_backend", ENV_BACKENDS)
+        fail("env_id", cfg.env_id, "a non-empty environment id string")
+    check_choice("algo", cfg.algo, ALGOS)
+    check_choice("env_backend", cfg.env_backend, ENV_BACKENDS)
     for name in ("total_timesteps", "num_envs", "num_steps", "log_interval", "keep_checkpoints", "num_learners",
                  "peers"):
-        _check_int(cfg, name, 1)
+        check_int(name, getattr(cfg, name), 1)
     for name in ("seed", "torch_threads", "env_threads", "checkpoint_interval", "diag_interval"):
-        _check_int(cfg, name, 0)
+        check_int(name, getattr(cfg, name), 0)
     if cfg.num_envs > MAX_NUM_ENVS:
-        _fail("num_envs", cfg.num_envs, f"an int in [1, {MAX_NUM_ENVS}] per learner (an Atari simulator costs "
-              "~3 MB; for a bigger batch, add learners)")
+        fail("num_envs", cfg.num_envs, f"an int in [1, {MAX_NUM_ENVS}] per learner (an Atari simulator costs "
+             "~3 MB; for a bigger batch, add learners)")
     _validate_learners(cfg)
     _check_seeds(cfg)
-    _check_float(cfg, "lr", 0.0, 10.0)
-    _check_float(cfg, "gamma", 0.0, 1.0)
+    check_float("lr", cfg.lr, 0.0, 10.0)
+    check_float("gamma", cfg.gamma, 0.0, 1.0)
     if cfg.gae_lambda is not None:
-        _check_float(cfg, "gae_lambda", 0.0, 1.0)
+        check_float("gae_lambda", cfg.gae_lambda, 0.0, 1.0)
     for name in ("value_coef", "entropy_coef"):
-        _check_float(cfg, name, 0.0, 1e6)
-    _check_float(cfg, "max_grad_norm", 0.0, 1e9, low_open=True)
-    _check_float(cfg, "rms_alpha", 0.0, 1.0)
-    _check_float(cfg, "rms_eps", 0.0, 1.0, low_open=True)
+        check_float(name, getattr(cfg, name), 0.0, 1e6)
+    check_float("max_grad_norm", cfg.max_grad_norm, 0.0, 1e9, low_open=True)
+    check_float("rms_alpha", cfg.rms_alpha, 0.0, 1.0)
+    check_float("rms_eps", cfg.rms_eps, 0.0, 1.0, low_open=True)
     for name in ("lr_decay", "tensorboard", "progress", "push_sum", "identical_init"):
         if not isinstance(getattr(cfg, name), bool):
-            _fail(name, getattr(cfg, name), "True or False")
+            fail(name, getattr(cfg, name), "True or False")
     _check_optional_bool(cfg, "clip_rewards")
     _check_optional_bool(cfg, "episodic_life")
-    _check_float(cfg, "stall_timeout", 0.0, 1e9)
+    check_float("stall_timeout", cfg.stall_timeout, 0.0, 1e9)
     if cfg.repeat_action_probability is not None:
-        _check_float(cfg, "repeat_action_probability", 0.0, 1.0)
+        check_float("repeat_action_probability", cfg.repeat_action_probability, 0.0, 1.0)
     if not (isinstance(cfg.hidden_sizes, tuple) and cfg.hidden_sizes
             and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in cfg.hidden_sizes)):
-        _fail("hidden_sizes", cfg.hidden_sizes, "a non-empty tuple of positive ints")
+        fail("hidden_sizes", cfg.hidden_sizes, "a non-empty tuple of positive ints")
     if not isinstance(cfg.device, str) or not (cfg.device in ("auto", "cpu", "cuda")
                                                or (cfg.device.startswith("cuda:") and cfg.device[5:].isdigit())):
-        _fail("device", cfg.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+        fail("device", cfg.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
     for name in ("run_dir", "run_name", "resume"):
         value = getattr(cfg, name)
         if value is not None and not isinstance(value, (str, os.PathLike)):
-            _fail(name, value, "a path string or None")
+            fail(name, value, "a path string or None")
 
 
 def _validate_learners(cfg: Config) -> None:
-    from galakit.gossip.topology import TOPOLOGIES  # networkx is only needed once a config is checked
-
-    _check_choice(cfg, "start_method", START_METHODS)
-    _check_choice(cfg, "topology", tuple(TOPOLOGIES))
-    _check_choice(cfg, "gossip_transport", GOSSIP_TRANSPORTS)
+    check_choice("start_method", cfg.start_method, START_METHODS)
+    _check_topology(cfg)
+    check_choice("gossip_transport", cfg.gossip_transport, GOSSIP_TRANSPORTS)
+    check_choice("gossip_policy", cfg.gossip_policy, GOSSIP_POLICIES)
     if cfg.sync_freq is not None:
-        _check_int(cfg, "sync_freq", 0)
+        check_int("sync_freq", cfg.sync_freq, 0)
     _check_local_learners(cfg)
-    _check_peers_apply(cfg, TOPOLOGIES)
+    _check_peers_apply(cfg)
     if cfg.algo == "gala" and cfg.num_learners > 1 and cfg.peers >= cfg.num_learners:
-        _fail("peers", cfg.peers, f"an int in [1, num_learners - 1] = [1, {cfg.num_learners - 1}]")
+        fail("peers", cfg.peers, f"an int in [1, num_learners - 1] = [1, {cfg.num_learners - 1}]")
     if not (isinstance(cfg.slow_learners, tuple)
             and all(isinstance(r, int) and 0 <= r < cfg.num_learners for r in cfg.slow_learners)):
-        _fail("slow_learners", cfg.slow_learners, f"a tuple of learner ranks in [0, {cfg.num_learners - 1}]")
-    _check_float(cfg, "slowdown", 1.0, 1e6)
+        fail("slow_learners", cfg.slow_learners, f"a tuple of learner ranks in [0, {cfg.num_learners - 1}]")
+    check_float("slowdown", cfg.slowdown, 1.0, 1e6)
+
+
+def _topology_names() -> str:
+    from galakit.gossip.topology import TOPOLOGIES  # networkx is only needed once a config is checked
+
+    return ", ".join(repr(name) for name in TOPOLOGIES)
+
+
+def _topologies_accepted() -> str:
+    return f"a name in {_topology_names()}, a galakit.gossip.topology.Schedule or a networkx graph"
+
+
+def _as_topology(value: Any) -> Any:
+    """``Config.topology`` as it is kept: a name stays a name (checked by `validate`); a `Schedule` stays itself;
+    a networkx graph (`from_networkx`, weights: its own on every edge, or uniform) or a `Schedule.to_dict`
+    description (a checkpoint's config) becomes a `Schedule`."""
+    if isinstance(value, str):
+        return value
+    import networkx as nx
+
+    from galakit.gossip.topology import Schedule, from_networkx, shown
+
+    try:
+        if isinstance(value, Schedule):
+            return value
+        if isinstance(value, nx.Graph):
+            return from_networkx(value, weights="auto")
+        if isinstance(value, dict):
+            return Schedule.from_dict(value)
+    except InvalidValue as err:  # reported under this field, with the graph's own reason
+        fail("topology", shown(value), err.accepted, err.why)
+    fail("topology", value, _topologies_accepted())
+
+
+def _check_topology(cfg: Config) -> None:
+    """A named topology exists; a graph has one node per learner (any graph will do for one learner, who never
+    gossips: a run's final, consensus checkpoint is the config of one learner, with the run's graph)."""
+    from galakit.gossip.topology import TOPOLOGIES
+
+    n = cfg.num_learners
+    if isinstance(cfg.topology, str) and cfg.topology not in TOPOLOGIES:
+        fail("topology", cfg.topology, _topologies_accepted())
+    if not isinstance(cfg.topology, str) and n > 1 and cfg.topology.n != n:
+        name = "" if cfg.topology.name == "custom" else f" {cfg.topology.name!r}"
+        fail("topology", Described(f"a graph{name} with {cfg.topology.n} nodes"), f"a graph on the nodes "
+             f"0..{n - 1}, or a name in {_topology_names()}", f"num_learners is {n}")
 
 
 def _check_local_learners(cfg: Config) -> None:
@@ -299,22 +339,25 @@ def _check_local_learners(cfg: Config) -> None:
     limit = max_local_learners()
     if local > limit:
         here = f"{local} on this machine, torchrun's LOCAL_WORLD_SIZE" if local != cfg.num_learners else ""
-        _fail("num_learners", cfg.num_learners, f"at most {limit} learners on this machine: each process needs "
-              f"~{LEARNER_MEMORY_MB} MB ({memory_mb()} MB here) and more than {LEARNERS_PER_CORE} per core "
-              f"({os.cpu_count()} cores here) only wait for the CPU; run more across machines with torchrun", here)
+        fail("num_learners", cfg.num_learners, f"at most {limit} learners on this machine: each process needs "
+             f"~{LEARNER_MEMORY_MB} MB ({memory_mb()} MB here) and more than {LEARNERS_PER_CORE} per core "
+             f"({os.cpu_count()} cores here) only wait for the CPU; run more across machines with torchrun", here)
 
 
-def _check_peers_apply(cfg: Config, topologies: dict[str, Any]) -> None:
-    """``peers`` is an option of some topologies only (the rings); elsewhere it would be silently ignored."""
-    takes_peers = [k for k, b in topologies.items() if "peers" in inspect.signature(b).parameters]
-    if cfg.peers != 1 and cfg.topology not in takes_peers:
-        _fail("peers", cfg.peers, f"1 with topology {cfg.topology!r} (only {', '.join(takes_peers)} take peers)")
+def _check_peers_apply(cfg: Config) -> None:
+    """``peers`` is an option of some named topologies only (the rings); elsewhere, a custom graph included, it
+    would be silently ignored."""
+    from galakit.gossip.topology import TAKE_PEERS
+
+    if cfg.peers != 1 and not (isinstance(cfg.topology, str) and cfg.topology in TAKE_PEERS):
+        what = f"topology {cfg.topology!r}" if isinstance(cfg.topology, str) else "a custom graph"
+        fail("peers", cfg.peers, f"1 with {what} (only {', '.join(TAKE_PEERS)} take peers)")
 
 
 def _check_seeds(cfg: Config) -> None:
     top = largest_derived_seed(cfg)
     if top >= SEED_LIMIT:
         offset = top - cfg.seed
-        _fail("seed", cfg.seed, f"an int in [0, 2**32 - 1 - {offset}] = [0, {SEED_LIMIT - 1 - offset}]: numpy "
-              "takes seeds below 2**32, and this run derives seeds up to seed + "
-              f"{offset} (learner r: seed + {LEARNER_SEED_STRIDE}·r; its simulator i: seed + r·num_envs + i)")
+        fail("seed", cfg.seed, f"an int in [0, 2**32 - 1 - {offset}] = [0, {SEED_LIMIT - 1 - offset}]: numpy "
+             "takes seeds below 2**32, and this run derives seeds up to seed + "
+             f"{offset} (learner r: seed + {LEARNER_SEED_STRIDE}·r; its simulator i: seed + r·num_envs + i)")

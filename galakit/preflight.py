@@ -12,9 +12,9 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from galakit.config import Config, _fail
+from galakit.config import Config
 from galakit.io import checkpoint as ckpt
-from galakit.rl.learner import _MUST_MATCH  # the fields a resumed run must share with its checkpoint
+from galakit.validation import fail
 
 _RESUMABLE = ("a ckpt_*.pt file, or a run directory holding checkpoints/ (learner_<rank>/checkpoints/ for a run "
               "of several learners)")
@@ -42,12 +42,12 @@ def check_env_id(env_id: str) -> None:
     if atari_rom_id(env_id) is not None:
         return  # every ALE game has a discrete action set
     if ":" not in env_id and env_id not in gym.envs.registry:  # "module:Id" ids register on import
-        _fail("env_id", env_id, "an ALE game ('ALE/Pong-v5', 'PongNoFrameskip-v4') or an id in "
-              f"gymnasium.envs.registry ('CartPole-v1'){_did_you_mean(env_id)}", "not registered")
+        fail("env_id", env_id, "an ALE game ('ALE/Pong-v5', 'PongNoFrameskip-v4') or an id in "
+             f"gymnasium.envs.registry ('CartPole-v1'){_did_you_mean(env_id)}", "not registered")
     space = _action_space(env_id)
     if not isinstance(space, gym.spaces.Discrete):
         kind = "continuous" if isinstance(space, gym.spaces.Box) else type(space).__name__
-        _fail("env_id", env_id, "environments with discrete actions", f"{kind} actions")
+        fail("env_id", env_id, "environments with discrete actions", f"{kind} actions")
 
 
 def _did_you_mean(env_id: str) -> str:
@@ -65,7 +65,7 @@ def _action_space(env_id: str) -> Any:
     try:
         env = gym.make(env_id)
     except (gym.error.Error, ImportError) as err:  # e.g. a missing dependency (box2d, mujoco)
-        _fail("env_id", env_id, "an environment gymnasium can build here", f"{type(err).__name__}: {err}")
+        fail("env_id", env_id, "an environment gymnasium can build here", f"{type(err).__name__}: {err}")
     try:
         return env.action_space
     finally:
@@ -81,9 +81,9 @@ def check_device(device: str) -> None:
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        _fail("device", device, "'auto' or 'cpu'", "CUDA is not available here")
+        fail("device", device, "'auto' or 'cpu'", "CUDA is not available here")
     if int(device.partition(":")[2] or 0) >= count:
-        _fail("device", device, f"'auto', 'cpu', 'cuda' or 'cuda:0' … 'cuda:{count - 1}'", f"{count} GPU(s) here")
+        fail("device", device, f"'auto', 'cpu', 'cuda' or 'cuda:0' … 'cuda:{count - 1}'", f"{count} GPU(s) here")
 
 
 def check_run_dir(run_dir: str | None, new_run: bool = True) -> None:
@@ -93,8 +93,8 @@ def check_run_dir(run_dir: str | None, new_run: bool = True) -> None:
     path = Path(run_dir)
     existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))  # the deepest that exists
     if not existing.is_dir():
-        _fail("run_dir", str(run_dir), "a directory, or a path where one can be created",
-              "a file" if existing == path else f"{str(existing)!r} is a file")
+        fail("run_dir", str(run_dir), "a directory, or a path where one can be created",
+             "a file" if existing == path else f"{str(existing)!r} is a file")
     if new_run and path.is_dir():  # the logs would mix, and pruning old checkpoints could delete the new run's
         ckpt.check_new_run_dir(path)
 
@@ -102,15 +102,15 @@ def check_run_dir(run_dir: str | None, new_run: bool = True) -> None:
 # -- the run being resumed
 def check_resume(cfg: Config) -> None:
     """The resumed checkpoints exist, are as many as ``num_learners`` (for a run directory), and were trained
-    with the same environment and architecture (``galakit.rl.learner._MUST_MATCH``)."""
+    with the same environment and architecture (``galakit.io.checkpoint.RESUME_MUST_MATCH``)."""
     path = Path(cfg.resume)
     if not path.exists():
-        _fail("resume", str(cfg.resume), _RESUMABLE, "no such file or directory")
+        fail("resume", str(cfg.resume), _RESUMABLE, "no such file or directory")
     saved = saved_learners(path)
     if saved is not None and saved != cfg.num_learners:
         dirs = f"learner_0 … learner_{saved - 1}" if saved > 1 else "its checkpoints/"
-        _fail("num_learners", cfg.num_learners, f"{saved}, as many as the run in {str(path)!r} has ({dirs}): "
-              "each learner continues its own checkpoint")
+        fail("num_learners", cfg.num_learners, f"{saved}, as many as the run in {str(path)!r} has ({dirs}): "
+             "each learner continues its own checkpoint")
     for rank in range(1, saved or 1):  # learner 0's is read below
         _newest(path / f"learner_{rank}")
     check_same_run(cfg, resumed_state(path))
@@ -119,11 +119,11 @@ def check_resume(cfg: Config) -> None:
 def check_same_run(cfg: Config, state: dict[str, Any]) -> None:
     """A run continues with the environment and the architecture its checkpoint was trained with."""
     theirs = state["config"]
-    for name in _MUST_MATCH:
+    for name in ckpt.RESUME_MUST_MATCH:
         ours = getattr(cfg, name)
         if ours != (tuple(theirs[name]) if isinstance(ours, tuple) else theirs[name]):
-            _fail(name, ours, f"{theirs[name]!r}, as in the checkpoint {state['path']!r} (to continue a run, "
-                  f"{', '.join(_MUST_MATCH)} must match)")
+            fail(name, ours, f"{theirs[name]!r}, as in the checkpoint {state['path']!r} (to continue a run, "
+                 f"{', '.join(ckpt.RESUME_MUST_MATCH)} must match)")
 
 
 def saved_learners(path: Path) -> int | None:
@@ -151,4 +151,4 @@ def _newest(path: Path) -> Path:
     try:
         return ckpt.find_checkpoint(path)
     except FileNotFoundError:
-        _fail("resume", str(path), _RESUMABLE, "no checkpoint in it")
+        fail("resume", str(path), _RESUMABLE, "no checkpoint in it")

@@ -12,9 +12,30 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 
+class InvalidValue(ValueError):
+    """The ``ValueError`` that `fail` raises. Its parts stay readable (``field``, ``value``, ``accepted``, ``why``),
+    so a caller that checks a value through another function can report it under its own field: ``Config`` turns
+    a graph that `galakit.gossip.topology.from_networkx` refuses into a ``topology: got …`` error."""
+
+    field: str
+    value: Any
+    accepted: str
+    why: str
+
+
+class Described(str):
+    """A value shown by a description rather than its repr, e.g. ``Described("a DiGraph with 5 nodes")``: the
+    repr of a graph or a large array says little, so `fail` writes this text as it is, without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def fail(name: str, value: Any, accepted: str, why: str = "") -> NoReturn:
-    """Raise ``ValueError("name: got value (why); accepted: accepted")``."""
-    raise ValueError(f"{name}: got {value!r}{f' ({why})' if why else ''}; accepted: {accepted}")
+    """Raise ``InvalidValue("name: got value (why); accepted: accepted")``, a ``ValueError``."""
+    err = InvalidValue(f"{name}: got {value!r}{f' ({why})' if why else ''}; accepted: {accepted}")
+    err.field, err.value, err.accepted, err.why = name, value, accepted, why
+    raise err
 
 
 def check_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:

@@ -1,6 +1,8 @@
 """Bad input fails early with a message naming the field, the value and what is accepted; the CLI and the
 install files agree with the code."""
 
+import dataclasses
+import io
 import multiprocessing.process
 import os
 import pickle
@@ -11,6 +13,7 @@ import tomllib
 import typing
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import pytest
 import torch
@@ -20,6 +23,7 @@ import galakit
 from galakit import config as config_module
 from galakit.cli import build_parser, config_from_args, main
 from galakit.config import PRESETS, Config, largest_derived_seed
+from galakit.gossip.topology import Schedule, build_topology
 from galakit.preflight import preflight
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +92,7 @@ BAD_CONFIGS = [
     pytest.param("num_envs", dict(num_envs=10**7), id="num_envs=10**7"),
     pytest.param("num_learners", dict(num_learners=64), id="num_learners=64"),
     pytest.param("peers", dict(algo="gala", num_learners=4, topology="complete", peers=2), id="peers-off-ring"),
+    pytest.param("topology", dict(algo="gala", num_learners=3, topology=nx.cycle_graph(4)), id="graph-of-4-for-3"),
     # -- preflight: the outside world
     pytest.param("env_id", dict(env_id="CartPol-v1"), id="unknown-env"),
     pytest.param("env_id", dict(env_id="Pendulum-v1"), id="continuous-actions"),
@@ -162,8 +167,58 @@ def test_unknown_env_id_is_reported_with_close_matches(tmp_path):
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ValueError, match=r"preset: unknown preset 'pong'; accepted: \['atari', 'cartpole'\]"):
+    with pytest.raises(ValueError, match=r"^preset: got 'pong'; accepted: 'atari', 'cartpole'$"):
         Config.preset("pong")
+
+
+def test_a_config_is_frozen_and_replace_makes_validated_copies():
+    cfg = Config(lr=1e-3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = -5
+    assert cfg.lr == 1e-3 and cfg.replace(lr=0.0).lr == 0.0
+    with pytest.raises(ValueError, match=r"^lr: got -5; accepted: a number in \[0.0, 10.0\]$"):
+        cfg.replace(lr=-5)
+    assert Config(hidden_sizes=[8, 8], slow_learners=[0], num_learners=2).hidden_sizes == (8, 8)  # lists → tuples
+    assert hash(Config(hidden_sizes=[8])) == hash(Config(hidden_sizes=(8,)))
+
+
+def test_a_graph_topology_is_kept_as_its_schedule_and_rebuilt_from_a_checkpoint():
+    """A graph becomes the Schedule of its weights; to_dict() is plain data that survives torch.load(weights_only)
+    and gives back an equal config, as load_policy and --resume rebuild it."""
+    graph = nx.DiGraph([(0, 1), (1, 2), (2, 0), (0, 2)])  # no weights: uniform, each sender splits 1/(out + 1)
+    cfg = Config(algo="gala", num_learners=3, topology=graph)
+    assert isinstance(cfg.topology, Schedule)
+    assert np.allclose(cfg.topology.mixing_matrix(), [[1 / 3, 0, 1 / 2], [1 / 3, 1 / 2, 0], [1 / 3, 1 / 2, 1 / 2]])
+    buffer = io.BytesIO()
+    torch.save(cfg.to_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    assert saved["topology"]["steps"][0][:2] == [[0, 0, pytest.approx(1 / 3)], [0, 1, pytest.approx(1 / 3)]]
+    rebuilt = Config(**saved)
+    assert rebuilt == cfg and hash(rebuilt) == hash(cfg)
+    assert pickle.loads(pickle.dumps(cfg)) == cfg  # what a spawned learner gets
+    assert cfg != cfg.replace(topology=build_topology("ring", 3))  # equality looks at the edges and weights
+    assert Config(**Config().to_dict()) == Config()
+
+
+def test_a_weighted_graph_keeps_its_weights_and_a_schedule_is_used_as_it_is():
+    graph = nx.DiGraph()
+    graph.add_weighted_edges_from([(0, 0, 0.75), (1, 1, 0.5), (0, 1, 0.5), (1, 0, 0.25)])  # row-stochastic W
+    assert np.array_equal(Config(num_learners=2, topology=graph).topology.mixing_matrix(), [[0.75, 0.25],
+                                                                                            [0.5, 0.5]])
+    schedule = build_topology("one_peer_exponential", 4)
+    assert Config(algo="gala", num_learners=4, topology=schedule).topology is schedule
+
+
+def test_a_graph_must_have_one_node_per_learner():
+    cycle = nx.DiGraph([(0, 1), (1, 2), (2, 3), (3, 4), (4, 0)])
+    with pytest.raises(ValueError, match=r"^topology: got a graph with 5 nodes \(num_learners is 4\); accepted: "
+                                         r"a graph on the nodes 0..3, or a name in 'ring', "):
+        Config(algo="gala", num_learners=4, topology=cycle)
+    cfg = Config(algo="gala", num_learners=5, topology=cycle)
+    with pytest.raises(ValueError, match=r"^topology: got a graph with 5 nodes \(num_learners is 6\)"):
+        cfg.replace(num_learners=6)
+    assert cfg.replace(num_learners=1, algo="a2c").topology == cfg.topology  # one learner never gossips
 
 
 def test_presets_are_valid_and_configs_pickle():
@@ -221,3 +276,16 @@ def test_importing_galakit_shortens_the_openmp_spin_unless_the_user_set_it(prese
     code = "import os, galakit; print(os.environ['GOMP_SPINCOUNT'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+def test_the_gossip_policies_a_config_accepts_are_the_rules_own():
+    from galakit.config import GOSSIP_POLICIES
+    from galakit.gossip.rule import ASYNC_POLICIES
+
+    assert GOSSIP_POLICIES == tuple(str(p) for p in ASYNC_POLICIES)
+    from galakit.gossip.rule import WritePolicy
+
+    cfg = Config(algo="gala", num_learners=2, gossip_policy=WritePolicy.SKIP)
+    assert type(cfg.to_dict()["gossip_policy"]) is str and cfg.gossip_policy == "skip"
+    with pytest.raises(ValueError, match=r"^gossip_policy: got 'newest'; accepted: 'latest', 'skip'"):
+        Config(gossip_policy="newest")

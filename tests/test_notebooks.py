@@ -7,6 +7,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.processes  # the notebooks run in a kernel process and start learners
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for folder in ("tutorials", "exercises") for p in (ROOT / folder).glob("*.ipynb"))
 

@@ -1,5 +1,6 @@
-"""The maths of gossip, with no processes: who talks to whom (``topology``), the gossip rule and its simulator
-(``simulate``), and how far apart the learners are (``consensus``: distances and the ε-ball bound).
+"""The maths of gossip, with no processes: who talks to whom (``topology``), what one gossip step does (``rule``:
+mix, skip or block, the write policy, the weights), the simulator of n learners (``simulate``), and how far apart
+the learners are (``consensus``: distances and the ε-ball bound).
 
 Nothing here imports the RL or runtime parts. ``galakit.gossip.topology`` needs only numpy and networkx; the
 simulator and the consensus functions compute with torch (loaded when they are first used).
@@ -7,9 +8,9 @@ simulator and the consensus functions compute with torch (loaded when they are f
 
 _EXPORTS = {
     "galakit.gossip.topology": ("TOPOLOGIES", "Peers", "Schedule", "build_topology", "from_adjacency",
-                                "from_networkx", "mixing_matrix", "rho", "spectral_gap"),
-    "galakit.gossip.simulate": ("GossipAction", "Trace", "gossip_action", "mix", "random_delays", "simulate_async",
-                                "simulate_push_sum", "simulate_sync"),
+                                "from_networkx", "mixing_matrix", "read_graph", "rho", "spectral_gap"),
+    "galakit.gossip.rule": ("GossipAction", "WritePolicy", "gossip_action", "mix", "mixing_scale", "resolve_policy"),
+    "galakit.gossip.simulate": ("Trace", "random_delays", "simulate_async", "simulate_push_sum", "simulate_sync"),
     "galakit.gossip.consensus": ("consensus_error", "distance_to_average", "epsilon_bound", "max_pairwise_distance",
                                  "predicted_steps", "stack_parameters"),
 }

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from galakit.validation import Described, fail
+
 Params = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor] | Sequence[Mapping[str, torch.Tensor]]
 
 
@@ -26,17 +28,19 @@ def stack_parameters(params: Params) -> torch.Tensor:
     if isinstance(params, (np.ndarray, torch.Tensor)):
         x = torch.as_tensor(params).detach()
         if x.ndim not in (1, 2):
-            raise ValueError(f"params as one array must be (n,) or (n, d), got shape {tuple(x.shape)}")
+            fail("params", Described(f"an array of shape {tuple(x.shape)}"), "one array (n,) or (n, d), a list of "
+                 "n arrays or tensors, or a list of n state_dicts")
         return _floating(x.reshape(x.shape[0], -1))
     if len(params) == 0:
-        raise ValueError("params is empty: expected one entry per learner")
+        fail("params", params, "one entry per learner (n >= 1)")
     if isinstance(params[0], Mapping):
         rows = _flatten_state_dicts(params)
     else:
         rows = [torch.as_tensor(p).detach().reshape(-1) for p in params]
-    sizes = {r.numel() for r in rows}
-    if len(sizes) > 1:
-        raise ValueError(f"every learner needs the same number of parameters, got sizes {[r.numel() for r in rows]}")
+    sizes = [r.numel() for r in rows]
+    if len(set(sizes)) > 1:
+        fail("params", Described(f"{len(rows)} learners with {sizes} parameters"), "the same number of "
+             "parameters d for every learner")
     return _floating(torch.stack(rows))
 
 
@@ -98,8 +102,11 @@ def epsilon_bound(rho: float, alpha: float, grad_bound: float, n: int, e0: float
         The bound (``math.inf`` when ρ ≥ 1 and the updates can push the learners apart).
     """
     _check_nonneg(rho=rho, alpha=alpha, grad_bound=grad_bound, e0=e0)
-    if n < 1 or window < 1 or (k is not None and k < 0):
-        raise ValueError(f"need n ≥ 1, window ≥ 1 and k ≥ 0 (or None), got n = {n}, window = {window}, k = {k}")
+    for name, value in (("n", n), ("window", window)):
+        if not value >= 1:
+            fail(name, value, "an int >= 1")
+    if k is not None and not k >= 0:
+        fail("k", k, "an int >= 0, or None for the bound over all k")
     push = alpha * math.sqrt(n) * grad_bound  # α √n G: the most the updates can add to ‖E‖_F per step
     per_window = rho if window == 1 else window  # what one window adds, in units of α √n G
     if k is None:
@@ -135,8 +142,9 @@ def _flatten_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> l
         mine = [k for k, v in sd.items() if torch.as_tensor(v).is_floating_point()]
         if mine != keys:
             missing, extra = sorted(set(keys) - set(mine)), sorted(set(mine) - set(keys))
-            raise ValueError(f"state_dict {i} has different floating-point keys from state_dict 0: "
-                             f"missing {missing}, extra {extra}" + ("" if missing or extra else " (order differs)"))
+            why = f"missing {missing}, extra {extra}" if missing or extra else "the same keys in another order"
+            fail("params", Described(f"state_dict {i}"), "state_dicts with the same floating-point keys, in the "
+                 "same order", f"its floating-point keys differ from state_dict 0's: {why}")
         rows.append(torch.cat([torch.as_tensor(sd[k]).detach().reshape(-1) for k in keys]))
     return rows
 
@@ -148,4 +156,4 @@ def _floating(x: torch.Tensor) -> torch.Tensor:
 def _check_nonneg(**values: float) -> None:
     for name, value in values.items():
         if not value >= 0:  # also rejects NaN
-            raise ValueError(f"{name} must be ≥ 0, got {value}")
+            fail(name, value, "a number >= 0")

@@ -1,74 +1,31 @@
-"""The gossip step (GALA's mixing rule and its bounded-staleness decision) and a vectorised simulator of n learners
-gossiping over a `Schedule`: synchronous, asynchronous (delays, drops, ``sync_freq``) or push-sum.
+"""A vectorised simulator of n learners gossiping over a `Schedule`: synchronous, asynchronous (delays, drops,
+unequal speeds, ``sync_freq``) or push-sum, on a tensor X of shape (n, d) (row i = learner i's parameters).
 
-The learners (`galakit.runtime.coupling.Gossip`) decide each step with `gossip_action` from here and take their
-peers and weights from `Schedule.peers`; the simulator applies the same rule to all n learners at once, on a
-tensor X of shape (n, d) (row i = learner i's parameters).
+Each step applies the gossip rule of `galakit.gossip.rule` to all n learners at once: the same `gossip_action`,
+`WritePolicy` and `mixing_scale` that the GALA learners (`galakit.runtime.coupling.Gossip`) apply one by one, with
+the peers and weights of `Schedule.peers`; ``tests/runtime/test_gossip_policy.py`` checks that both agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from galakit.gossip.consensus import distance_to_average, max_pairwise_distance
-from galakit.gossip.topology import Peers, Schedule
+from galakit.gossip.rule import DEFAULT_POLICY, GossipAction, WritePolicy, check_policy, gossip_action, mixing_scale
+from galakit.gossip.topology import Schedule
+from galakit.validation import Described, check_float, fail
 
-T = TypeVar("T", np.ndarray, torch.Tensor)
 DelayFn = Callable[[int, np.ndarray, np.ndarray], np.ndarray]  # (step, senders, receivers) -> delay; < 0 = dropped
 GradFn = Callable[[int, torch.Tensor], torch.Tensor]  # (step, X) -> G_k, shape (n, d)
 
 STORE_VALUES_MAX = 10_000  # store every X_k by default when n·d is at most this
 STORE_EDGES_MAX_N = 1_024  # store the active edges of every step by default when n is at most this
 EXACT_PAIRWISE_MAX = 2**22  # exact max pairwise distance when n²·d is at most this; else the 2·max_i bound
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The gossip rule, for one learner (used by the GALA learners) and vectorised (used by the simulator)
-# --------------------------------------------------------------------------------------------------------------
-
-
-class GossipAction(IntEnum):
-    """What a learner does with its in-peers' messages at one gossip step."""
-
-    MIX = 0  # every in-peer's message is fresh (or was waited for): mix now
-    SKIP = 1  # a message is missing and fewer than sync_freq skips happened in a row: go on without mixing
-    BLOCK = 2  # a message is missing after sync_freq skips: wait for it, then mix
-
-
-def gossip_action(all_fresh: bool | np.ndarray, staleness: int | np.ndarray,
-                  sync_freq: int) -> GossipAction | np.ndarray:
-    """GALA's bounded-staleness rule (the official gossip buffer's ``aggregate_message``).
-
-    Mix if every in-peer has sent a message this learner has not consumed yet; otherwise skip mixing while the
-    learner has skipped fewer than ``sync_freq`` times in a row (``staleness``), and block once it has.
-    ``sync_freq = 0`` always waits (synchronous gossip); a huge ``sync_freq`` (the README's 100000000) never
-    blocks. Works on scalars (returns a `GossipAction`) and element-wise on arrays (returns an int array).
-    """
-    if sync_freq < 0:
-        raise ValueError(f"sync_freq must be ≥ 0 (0 = always wait for messages), got {sync_freq}")
-    action = np.where(all_fresh, GossipAction.MIX,
-                      np.where(np.asarray(staleness) < sync_freq, GossipAction.SKIP, GossipAction.BLOCK))
-    return GossipAction(int(action)) if action.ndim == 0 else action
-
-
-def mix(own: T, messages: Sequence[T], peers: Peers) -> T:
-    """One learner's gossip update θ_i ← W_ii θ_i + Σ_j W_ij θ_j, with the weights of `Schedule.peers`.
-
-    ``messages[m]`` is the parameter (any shape, same as ``own``) received from ``peers.in_peers[m]``.
-    """
-    if len(messages) != len(peers.in_peers):
-        raise ValueError(f"rank {peers.rank} at step {peers.step} expects {len(peers.in_peers)} messages "
-                         f"(from {list(peers.in_peers)}), got {len(messages)}")
-    mixed = own * peers.self_weight
-    for weight, message in zip(peers.in_weights, messages, strict=True):
-        mixed = mixed + weight * message
-    return mixed
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -96,8 +53,12 @@ class Trace:
         final: (n, d), the values after the last step.
         values: (steps + 1, n, d) or None (stored when asked or when n·d is small).
         active_edges: ``steps`` arrays (E_k, 2) of (sender, receiver) whose message was mixed, or None.
-        mixed, skipped, blocked: (steps, n) bool, async only: learner i mixed / skipped mixing / was waiting.
-        staleness: (steps, n) int, async only: skips in a row after step k.
+        policy: async only, the `WritePolicy` simulated ("latest" or "skip").
+        mixed, skipped, blocked: (steps, n) bool, async only: learner i mixed / skipped mixing / was waiting
+            (all False while it was computing, with ``update_every`` > 1).
+        staleness: (steps, n) int, async only: skips in a row after step k (the learners' ``consecutive_skips``).
+        age: (steps, n) int, async only: the age of the messages learner i mixed at step k, in their senders'
+            updates (the largest, over the messages; −1 when it did not mix): the learners' ``staleness``.
         weights: (steps + 1, n), push-sum only: the weights w_i.
         total_mass: (steps + 1, d), push-sum only: Σ_i s_i (constant without local updates).
         total_weight: (steps + 1,), push-sum only: Σ_i w_i (always n).
@@ -117,6 +78,8 @@ class Trace:
     skipped: np.ndarray | None = None
     blocked: np.ndarray | None = None
     staleness: np.ndarray | None = None
+    age: np.ndarray | None = None
+    policy: str | None = None
     weights: np.ndarray | None = None
     total_mass: np.ndarray | None = None
     total_weight: np.ndarray | None = None
@@ -138,98 +101,103 @@ class Trace:
 
 def simulate_sync(schedule: Schedule, x0: np.ndarray | torch.Tensor, steps: int, *, alpha: float = 0.0,
                   grad_bound: float = 0.0, grad_fn: GradFn | None = None, seed: int | None = None,
-                  store_values: bool | None = None, store_edges: bool | None = None) -> Trace:
-    """Synchronous gossip X_{k+1} = W_k (X_k − α G_k): every learner mixes at every step.
+                  normalise: bool = True, store_values: bool | None = None,
+                  store_edges: bool | None = None) -> Trace:
+    """Synchronous gossip X_{k+1} = C_k W_k (X_k − α G_k): every learner mixes at every step.
+
+    C_k = diag(c_i) from `galakit.gossip.rule.mixing_scale`: with ``normalise`` (the default, as the learners
+    do) each row of W_k is divided by its sum, so every learner takes a convex combination even where W_k is only
+    column-stochastic (``star``); C_k = I on row-stochastic graphs. ``normalise=False`` applies W_k as given.
 
     Args:
         schedule: who talks to whom (`galakit.gossip.topology.Schedule`).
         x0: initial values, (n,) or (n, d) array/tensor; float32 stays float32 (fast), integers become float64.
         steps: number of gossip steps.
         alpha, grad_bound, grad_fn, seed: optional local updates, see `local_updates`.
+        normalise: divide each row of W_k by its sum (True) or apply W_k as given (False).
         store_values, store_edges: keep every X_k / every step's active edges (default: when small).
     """
     x, update, recorder = _start(schedule, x0, steps, alpha, grad_bound, grad_fn, seed, store_values, store_edges)
-    mixers = [_Mixer(schedule, k, x.dtype) for k in range(schedule.period)]
+    mixers = [_Mixer(schedule, k, x.dtype, normalise) for k in range(schedule.period)]
     out = torch.empty_like(x)
     for k in range(steps):
         if update is not None:
             x.sub_(update(k, x))  # the local step: X_k − α G_k
-        mixers[k % schedule.period].apply(x, out)  # out = W_k (X_k − α G_k)
+        mixers[k % schedule.period].apply(x, out)  # out = C_k W_k (X_k − α G_k)
         x, out = out, x
         recorder.record(k + 1, x, edges=schedule.edges(k))
     return recorder.trace("sync", x)
 
 
 def simulate_async(schedule: Schedule, x0: np.ndarray | torch.Tensor, steps: int, *, sync_freq: int,
-                   delay: int | DelayFn = 0, alpha: float = 0.0, grad_bound: float = 0.0,
-                   grad_fn: GradFn | None = None, seed: int | None = None, store_values: bool | None = None,
-                   store_edges: bool | None = None) -> Trace:
-    """GALA's asynchronous gossip on a static graph, with per-link delays and drops.
+                   delay: int | DelayFn = 0, policy: WritePolicy | str = DEFAULT_POLICY,
+                   update_every: int | Sequence[int] = 1, alpha: float = 0.0, grad_bound: float = 0.0,
+                   grad_fn: GradFn | None = None, seed: int | None = None, normalise: bool = True,
+                   store_values: bool | None = None, store_edges: bool | None = None) -> Trace:
+    """GALA's asynchronous gossip on a static graph, with per-link delays and drops and unequal speeds.
 
-    Every step each running learner (1) takes its local step, (2) writes its parameters to its out-peers, unless
-    one of them has not consumed its previous message yet (GALA then skips the write), and (3) applies
+    Learner i finishes an update every ``update_every[i]`` steps (1: every step; a straggler takes longer) and
+    then, as the GALA learners do (`galakit.gossip.rule`): (1) takes its local step, (2) writes its parameters to
+    each out-peer, following ``policy`` when the previous message on that link is still unread ("latest": the
+    newest replaces it; "skip": the official code's rule, no write while it is unread), and (3) applies
     `gossip_action`: it mixes if a fresh message from every in-peer has arrived, skips mixing (``staleness`` + 1)
     if not and it has skipped fewer than ``sync_freq`` times in a row, and otherwise blocks. A blocked learner
-    neither computes nor writes; it mixes at the first step at which all its messages have arrived.
+    neither computes nor writes; it mixes at the first step at which all its messages have arrived, and then
+    starts its next update. Mixing weighs the messages as `simulate_sync` does (``normalise``).
 
-    A message written at step k on link j → i is visible to i from step k + delay. ``delay`` is an int for every
-    link or a function ``(step, senders, receivers) -> delays`` over the links written at that step (see
-    `random_delays`); a negative delay drops the message. A dropped message frees the link, and the sender writes
-    again at its next step; a blocked sender re-sends its (unchanged) parameters, so a drop cannot deadlock.
-    Messages carry the parameters as they were when written, so the mixing uses stale values.
+    A link carries its messages as galakit's transports do: one on its way at a time, visible to the receiver
+    from the step it was sent + its delay; under "latest" a write meanwhile waits in the sender's one-message
+    outbox (a newer write replaces it) and leaves when the link is free; the receiver keeps the newest message
+    that has arrived. ``delay`` is an int for every message or a function ``(step, senders, receivers) ->
+    delays`` over the messages leaving at that step (see `random_delays`); a negative delay drops the message.
+    A dropped message frees the link; the sender writes again at its next update, and a blocked sender re-sends
+    its (unchanged) parameters on it, so a drop cannot deadlock. Messages carry the parameters as they were when
+    written, so the mixing uses stale values.
 
-    Args: as `simulate_sync`, plus ``sync_freq`` (skips allowed before blocking) and ``delay``.
+    With ``delay=0`` and ``update_every=1`` every message is fresh at every step: this is `simulate_sync`. With
+    delays, ``sync_freq=0`` blocks under the chosen write rule (the official code's ``sync_freq=0`` under "skip");
+    galakit's learners at ``sync_freq=0`` keep every message instead ("exact"), so that their k-th mix applies W_k
+    whatever the timing: their parameters after k updates are `simulate_sync`'s X_k.
+
+    Args: as `simulate_sync`, plus ``sync_freq`` (skips allowed before blocking), ``delay``, ``policy``
+    ("latest" or "skip", `galakit.gossip.rule.WritePolicy`) and ``update_every`` (an int ≥ 1, or one per learner).
     """
     if schedule.period != 1:
-        raise ValueError(f"simulate_async models a static graph (period 1, as GALA ships); schedule "
-                         f"{schedule.name!r} has period {schedule.period}: use simulate_sync for time-varying ones")
+        fail("schedule", Described(f"{schedule.name!r} with period {schedule.period}"), "a static schedule "
+             "(period 1, as GALA ships); use simulate_sync for time-varying ones", "simulate_async models a "
+             "static graph")
     gossip_action(False, 0, sync_freq)  # validates sync_freq
-    delay_fn = _as_delay_fn(delay)
+    policy, period = check_policy(policy), _as_periods(update_every, schedule.n)
     x, update, recorder = _start(schedule, x0, steps, alpha, grad_bound, grad_fn, seed, store_values, store_edges)
     n = schedule.n
-    src, dst = schedule.edges(0).T
-    link_weight = torch.as_tensor(schedule.edge_weights(0), dtype=x.dtype)[:, None]
-    self_weight = torch.as_tensor(schedule.self_weights(0), dtype=x.dtype)[:, None]
-    in_degree = np.bincount(dst, minlength=n)
-
-    slot = x.clone()  # slot[j]: the parameters learner j wrote last (GALA's one message slot per learner)
-    pending = np.zeros(len(src), bool)  # link e carries a message not yet consumed by its receiver
-    arrival = np.zeros(len(src), np.int64)  # the step from which that message is visible
-    lost = np.zeros(len(src), bool)  # the last message on link e was dropped
+    links = _Links(schedule, x, policy, _as_delay_fn(delay), normalise)
+    src, dst, in_degree = links.src, links.dst, np.bincount(links.dst, minlength=n)
+    updates = np.full(n, -1, np.int64)  # each learner's newest update index (a message's stamp, for its age)
+    next_update = period - 1  # the step at which each learner finishes its next update
     staleness = np.zeros(n, np.int64)
     blocked = np.zeros(n, bool)
     log = {name: np.zeros((steps, n), dtype) for name, dtype in
-           (("mixed", bool), ("skipped", bool), ("blocked", bool), ("staleness", np.int64))}
+           (("mixed", bool), ("skipped", bool), ("blocked", bool), ("staleness", np.int64), ("age", np.int64))}
 
     for k in range(steps):
-        running = ~blocked
-        if update is not None:  # 1. local step (a blocked learner is waiting, not computing)
-            g = update(k, x)
-            x[running] -= g[running]
-        # 2. write_message: skip while an out-peer has not consumed the previous message; re-send a dropped one
-        busy = np.bincount(src[pending], minlength=n) > 0
-        resend = np.bincount(src[lost], minlength=n) > 0
-        writers = ~busy & (running | resend)
-        slot[writers] = x[writers]
-        sent = writers[src]
-        link_delay = delay_fn(k, src[sent], dst[sent])
-        pending[sent], lost[sent], arrival[sent] = link_delay >= 0, link_delay < 0, k + link_delay
-        # 3. aggregate_message: mix, skip or block (GALA's bounded-staleness rule)
-        visible = pending & (arrival <= k)
-        all_fresh = np.bincount(dst[visible], minlength=n) == in_degree
-        action = gossip_action(all_fresh, staleness, sync_freq)
+        due = ~blocked & (next_update <= k)  # finishing an update now (a blocked learner is waiting instead)
+        if update is not None:  # 1. local step
+            g = update(k, x)  # (drawn for every learner at every step: the noise does not depend on who waits)
+            x[due] -= g[due]
+        updates[due] += 1
+        links.write(k, x, due, blocked, updates)  # 2. write_message
+        deciding = due | blocked  # 3. aggregate_message: mix, skip or block (GALA's bounded-staleness rule)
+        all_fresh = np.bincount(dst[links.unread], minlength=n) == in_degree
+        action = np.where(deciding, gossip_action(all_fresh, staleness, sync_freq), -1)
         mixing = action == GossipAction.MIX
-        consumed = visible & mixing[dst]
-        received = torch.zeros_like(x).index_add_(0, torch.as_tensor(dst[consumed]),
-                                                  slot[src[consumed]] * link_weight[consumed])
-        rows = torch.as_tensor(mixing)
-        x[rows] = self_weight[rows] * x[rows] + received[rows]  # x_i ← W_ii x_i + Σ_j W_ij (message from j)
-        pending[consumed] = False
+        consumed, age = links.mix_into(x, mixing, updates)
         skipped, blocked = action == GossipAction.SKIP, action == GossipAction.BLOCK
         staleness = np.where(mixing, 0, staleness + skipped)
-        log["mixed"][k], log["skipped"][k], log["blocked"][k], log["staleness"][k] = mixing, skipped, blocked, staleness
+        next_update = np.where(deciding & ~blocked, k + period, next_update)
+        log["mixed"][k], log["skipped"][k], log["blocked"][k] = mixing, skipped, blocked
+        log["staleness"][k], log["age"][k] = staleness, age
         recorder.record(k + 1, x, edges=np.stack([src[consumed], dst[consumed]], axis=1))
-    return recorder.trace("async", x, **log)
+    return recorder.trace("async", x, policy=str(policy), **log)
 
 
 def simulate_push_sum(schedule: Schedule, x0: np.ndarray | torch.Tensor, steps: int, *, alpha: float = 0.0,
@@ -238,20 +206,22 @@ def simulate_push_sum(schedule: Schedule, x0: np.ndarray | torch.Tensor, steps: 
     """Push-sum (Kempe et al. 2003; SGP): gossip on the pair (s_i, w_i), read out z_i = s_i / w_i.
 
     Start from s = x0, w = 1. Every step s ← W_k (s − α G_k) and w ← W_k w with column-stochastic W_k (each
-    sender splits its mass, 1ᵀW = 1ᵀ), so Σ_i s_i and Σ_i w_i are preserved and z_i → Σ s / Σ w = x̄ on directed,
-    non-regular graphs where plain gossip (row sums ≠ 1) drifts away from the average. G_k is evaluated at Z_k.
+    sender splits its mass, 1ᵀW = 1ᵀ), applied as given, so Σ_i s_i and Σ_i w_i are preserved and
+    z_i → Σ s / Σ w = x̄ on directed, non-regular graphs where plain gossip (rows of W normalised) settles on a
+    weighted average instead. G_k is evaluated at Z_k.
 
-    Args: as `simulate_sync`; the schedule must be column-stochastic.
+    Args: as `simulate_sync` (without ``normalise``); the schedule must be column-stochastic.
     """
     try:
         schedule.check("column")
     except ValueError as err:
-        raise ValueError(f"push-sum needs column-stochastic mixing (each sender splits its mass): {err}") from err
+        fail("schedule", getattr(err, "value", Described(schedule.name)), "a column-stochastic schedule: push-sum "
+             "needs each sender to split its mass (1ᵀW = 1ᵀ)", getattr(err, "why", str(err)))
     x, update, recorder = _start(schedule, x0, steps, alpha, grad_bound, grad_fn, seed, store_values, store_edges)
     n, d = x.shape
     sw = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)  # [s | w]: push-sum is plain gossip on both
     out = torch.empty_like(sw)
-    mixers = [_Mixer(schedule, k, x.dtype) for k in range(schedule.period)]
+    mixers = [_Mixer(schedule, k, x.dtype, normalise=False) for k in range(schedule.period)]
     weights, total_mass, total_weight = np.ones((steps + 1, n)), np.empty((steps + 1, d)), np.empty(steps + 1)
     total_mass[0], total_weight[0] = sw[:, :d].sum(0).numpy(), n
     for k in range(steps):
@@ -279,10 +249,11 @@ def local_updates(alpha: float, grad_bound: float = 0.0, grad_fn: GradFn | None 
     uniformly on the sphere of radius ``grad_bound`` = G, so ‖g_i‖ = G exactly, the worst case of the ε-ball
     bound (`galakit.gossip.consensus.epsilon_bound`).
     """
-    if alpha < 0 or grad_bound < 0:
-        raise ValueError(f"alpha and grad_bound must be ≥ 0, got alpha = {alpha}, grad_bound = {grad_bound}")
+    _check_non_negative("alpha", alpha, "the local step size α")
+    _check_non_negative("grad_bound", grad_bound, "G, the norm of the random G_k; 0: none")
     if grad_fn is not None and grad_bound > 0:
-        raise ValueError("give either grad_fn (your own G_k) or grad_bound (random G_k of norm G), not both")
+        fail("grad_bound", grad_bound, "0 when grad_fn is given (grad_fn gives your own G_k, grad_bound draws "
+             "random G_k of norm G: one or the other)", "grad_fn is given too")
     if alpha == 0 or (grad_fn is None and grad_bound == 0):
         return None
     generator = torch.Generator()
@@ -299,8 +270,9 @@ def local_updates(alpha: float, grad_bound: float = 0.0, grad_fn: GradFn | None 
 
 def random_delays(max_delay: int = 0, drop_prob: float = 0.0, seed: int | None = None) -> DelayFn:
     """Each message independently: dropped with probability ``drop_prob``, else delayed by 0..max_delay steps."""
-    if max_delay < 0 or not 0 <= drop_prob <= 1:
-        raise ValueError(f"need max_delay ≥ 0 and drop_prob in [0, 1], got {max_delay}, {drop_prob}")
+    if not _is_int(max_delay) or max_delay < 0:
+        fail("max_delay", max_delay, "an int >= 0 (steps)")
+    check_float("drop_prob", drop_prob, 0.0, 1.0)
     rng = np.random.default_rng(seed)
 
     def delay(step: int, senders: np.ndarray, receivers: np.ndarray) -> np.ndarray:
@@ -316,39 +288,72 @@ def _as_delay_fn(delay: int | DelayFn) -> DelayFn:
             d = np.asarray(delay(step, senders, receivers), dtype=np.int64)
             return np.broadcast_to(d, senders.shape).copy()
         return checked
-    if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or delay < 0:
-        raise ValueError(f"delay must be an int ≥ 0 or a function (step, senders, receivers) -> delays, "
-                         f"got {delay!r}")
+    if not _is_int(delay) or delay < 0:
+        fail("delay", delay, "an int >= 0 (steps, for every message) or a function (step, senders, receivers) "
+             "-> delays (a negative delay drops the message)")
     return lambda step, senders, receivers: np.full(senders.shape, delay, dtype=np.int64)
 
 
+def _as_periods(update_every: int | Sequence[int], n: int) -> np.ndarray:
+    """``update_every`` as one int ≥ 1 per learner: shape (n,)."""
+    periods = np.asarray(update_every)
+    if periods.shape not in ((), (n,)) or not all(_is_int(p) and p >= 1 for p in periods.reshape(-1).tolist()):
+        fail("update_every", update_every, f"an int >= 1, or {n} of them (one per learner): the steps each "
+             "learner takes to finish an update")
+    return np.broadcast_to(periods, (n,)).astype(np.int64)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_non_negative(name: str, value: Any, meaning: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) \
+            or value < 0:
+        fail(name, value, f"a finite number >= 0 ({meaning})")
+
+
 # --------------------------------------------------------------------------------------------------------------
-# Internals: mixing X ← W X fast, and recording the trace
+# Internals: mixing X ← C W X fast, messages on links, and recording the trace
 # --------------------------------------------------------------------------------------------------------------
+
+
+def _row_weights(schedule: Schedule, step: int, normalise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """W_k with each row i scaled by c_i = `mixing_scale` (every in-peer mixed): the self-weights c_i W_ii,
+    shape (n,), and c_i W_ij for each row (j, i) of ``schedule.edges(step)``, shape (E,)."""
+    dst = schedule.edges(step)[:, 1]
+    self_weight, edge_weight = schedule.self_weights(step), schedule.edge_weights(step)
+    scale = mixing_scale(self_weight, np.bincount(dst, edge_weight, minlength=schedule.n), normalise)
+    return self_weight * scale, edge_weight * scale[dst]
 
 
 class _Mixer:
-    """out = W_k x for one step's W_k.
+    """out = C_k W_k x for one step's W_k (rows scaled as `_row_weights` says).
 
     When every learner hears from at most m ≪ n peers, row i of W x is W_ii x_i + Σ_c w_ic x_{idx_ic}: a
     gather of m rows (a roll for circulant graphs), O(n m d), not a dense O(n² d) product. Rows with fewer than
     m in-peers are padded with their own index and weight 0.
     """
 
-    def __init__(self, schedule: Schedule, step: int, dtype: torch.dtype) -> None:
+    def __init__(self, schedule: Schedule, step: int, dtype: torch.dtype, normalise: bool = True) -> None:
         n = schedule.n
         src, dst = schedule.edges(step).T
+        self_weight, weight = _row_weights(schedule, step, normalise)
         in_degree = np.bincount(dst, minlength=n)
         m = int(in_degree.max()) if len(dst) else 0
-        self.dense = torch.as_tensor(schedule.mixing_matrix(step), dtype=dtype) if 8 * m > n else None
+        self.dense = None
+        if 8 * m > n:
+            dense = np.diag(self_weight)
+            dense[dst, src] = weight
+            self.dense = torch.as_tensor(dense, dtype=dtype)
         order = np.argsort(dst, kind="stable")
-        src, dst, weight = src[order], dst[order], schedule.edge_weights(step)[order]
+        src, dst, weight = src[order], dst[order], weight[order]
         column = np.arange(len(dst)) - np.searchsorted(dst, dst)  # position of each edge among its row's edges
         index, weights = np.tile(np.arange(n)[:, None], (1, m)), np.zeros((n, m))
         index[dst, column], weights[dst, column] = src, weight
         self.index = torch.as_tensor(index.T.copy())  # (m, n): column c of the gather
         self.weights = torch.as_tensor(weights.T.copy(), dtype=dtype)[:, :, None]  # (m, n, 1)
-        self.self_weight = torch.as_tensor(schedule.self_weights(step), dtype=dtype)[:, None]  # (n, 1)
+        self.self_weight = torch.as_tensor(self_weight, dtype=dtype)[:, None]  # (n, 1)
         self._buffer: torch.Tensor | None = None
 
     def apply(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -361,6 +366,75 @@ class _Mixer:
             torch.index_select(x, 0, index, out=self._buffer)  # row i ← x_{in-peer of i}
             out.addcmul_(self._buffer, weight)
         return out
+
+
+class _Links:
+    """The messages on the E links j → i of a static schedule (the rows of ``schedule.edges()``), carried as
+    galakit's transports carry them (see `simulate_async`): per link, the sender's outbox (a write waiting for the
+    link, "latest" only), one message on its way, and the newest arrived message the receiver has not consumed.
+    Each message carries the sender's parameters and update index (its stamp) when it was written."""
+
+    def __init__(self, schedule: Schedule, x: torch.Tensor, policy: WritePolicy, delay_fn: DelayFn,
+                 normalise: bool) -> None:
+        self.src, self.dst = schedule.edges(0).T
+        self_weight, link_weight = _row_weights(schedule, 0, normalise)
+        self.self_weight = torch.as_tensor(self_weight, dtype=x.dtype)[:, None]  # (n, 1): c_i W_ii
+        self.link_weight = torch.as_tensor(link_weight, dtype=x.dtype)[:, None]  # (E, 1): c_i W_ij
+        self.policy, self.delay_fn = policy, delay_fn
+        e = len(self.src)
+        self.written, self.written_at = x.clone(), np.full(len(x), -1)  # each sender's newest write, its stamp
+        self.outbox = np.zeros(e, bool)
+        self.on_way, self.arrival = np.zeros(e, bool), np.zeros(e, np.int64)
+        self.way, self.way_at = torch.zeros(e, x.shape[1], dtype=x.dtype), np.zeros(e, np.int64)
+        self.unread, self.inbox, self.inbox_at = np.zeros(e, bool), torch.zeros_like(self.way), np.zeros(e, np.int64)
+        self.lost = np.zeros(e, bool)  # the link's last message was dropped
+
+    def write(self, k: int, x: torch.Tensor, due: np.ndarray, blocked: np.ndarray, updates: np.ndarray) -> None:
+        """Learners ``due`` write to every out-peer, ``blocked`` ones re-send on links that lost their message;
+        under "skip", not on a link whose previous message is unread (on its way or not consumed yet)."""
+        links = due[self.src] | (blocked[self.src] & self.lost)
+        if self.policy is WritePolicy.SKIP:
+            links &= ~(self.on_way | self.unread)
+        senders = torch.as_tensor(np.unique(self.src[links]))
+        self.written[senders] = x[senders]
+        self.written_at[senders.numpy()] = updates[senders.numpy()]
+        self.outbox |= links  # "latest": replaces a write still waiting there
+        self.lost &= ~links
+        self._arrive(k)  # a message arriving now frees its link for the outbox, ...
+        self._depart(k)
+        self._arrive(k)  # ... whose message may arrive at once (delay 0)
+
+    def mix_into(self, x: torch.Tensor, mixing: np.ndarray, updates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x_i ← c_i W_ii x_i + Σ_j c_i W_ij (j's unread message) for the rows ``mixing``, in place. Returns the
+        links consumed (E,) bool and each learner's age of the messages it mixed (n,) (−1: none)."""
+        consumed = self.unread & mixing[self.dst]
+        c = torch.as_tensor(consumed)
+        received = torch.zeros_like(x).index_add_(0, torch.as_tensor(self.dst[consumed]),
+                                                  self.inbox[c] * self.link_weight[c])
+        rows = torch.as_tensor(mixing)
+        x[rows] = self.self_weight[rows] * x[rows] + received[rows]
+        self.unread &= ~consumed
+        age = np.full(len(x), -1, np.int64)
+        np.maximum.at(age, self.dst[consumed], updates[self.src[consumed]] - self.inbox_at[consumed])
+        return consumed, age
+
+    def _arrive(self, k: int) -> None:
+        arrived = self.on_way & (self.arrival <= k)
+        a = torch.as_tensor(arrived)
+        self.inbox[a], self.inbox_at[arrived] = self.way[a], self.way_at[arrived]  # the newest replaces
+        self.unread |= arrived
+        self.on_way &= ~arrived
+
+    def _depart(self, k: int) -> None:
+        leaving = np.flatnonzero(self.outbox & ~self.on_way)
+        if len(leaving) == 0:
+            return
+        delay = self.delay_fn(k, self.src[leaving], self.dst[leaving])
+        sent, kept = leaving[delay >= 0], delay[delay >= 0]
+        self.lost[leaving[delay < 0]] = True
+        self.way[torch.as_tensor(sent)] = self.written[torch.as_tensor(self.src[sent])]
+        self.way_at[sent], self.arrival[sent], self.on_way[sent] = self.written_at[self.src[sent]], k + kept, True
+        self.outbox[leaving] = False
 
 
 class _Recorder:
@@ -403,13 +477,13 @@ def _start(schedule: Schedule, x0: np.ndarray | torch.Tensor, steps: int, alpha:
            grad_fn: GradFn | None, seed: int | None, store_values: bool | None,
            store_edges: bool | None) -> tuple[torch.Tensor, Callable | None, _Recorder]:
     """Validate the common arguments; return X_0 as a private (n, d) tensor, the local step and a recorder."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an integer ≥ 0, got {steps!r}")
+    if not _is_int(steps) or steps < 0:
+        fail("steps", steps, "an int >= 0 (gossip steps to simulate)")
     x = torch.as_tensor(x0).detach().clone()
     x = x if x.is_floating_point() else x.double()
     if x.ndim not in (1, 2) or x.shape[0] != schedule.n:
-        raise ValueError(f"x0 must have shape (n,) or (n, d) with n = {schedule.n} (schedule {schedule.name!r}), "
-                         f"got {tuple(x.shape)}")
+        fail("x0", Described(f"an array of shape {tuple(x.shape)}"), f"shape (n,) or (n, d) with n = {schedule.n}",
+             f"schedule {schedule.name!r} has {schedule.n} learners")
     x = x.reshape(schedule.n, -1).contiguous()
     update = local_updates(alpha, grad_bound, grad_fn, seed)
     return x, update, _Recorder(schedule, x, steps, store_values, store_edges)

@@ -15,23 +15,32 @@ shrinks the distance to the average (for doubly stochastic W).
 A `Schedule` is a list of τ graphs used in turn (graph k mod τ at gossip step k); a static graph is a schedule with
 period τ = 1. `Schedule.peers(rank, step)` is the single source of truth for who a learner sends to and receives
 from: the simulator in `galakit.gossip.simulate` and the GALA learners both call it.
+
+A schedule can also come from a file (`read_graph`: an edge list or a JSON matrix) and goes to plain data and back
+(`Schedule.to_dict`, `Schedule.from_dict`): that is how a run's config keeps a custom graph in its checkpoints.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
+
+from galakit.validation import Described, InvalidValue, check_choice, fail
 
 ATOL = 1e-9  # tolerance for "sums to 1"
 WEIGHT_RULES = ("uniform", "metropolis", "given")
 STOCHASTIC_KINDS = ("row", "column", "doubly", "any")
 
 Edge = tuple[int, int]  # (sender, receiver)
+SparseW = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (src, dst, weight, self_weight), see _sparse_weights
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -68,19 +77,54 @@ class Schedule:
 
     Construction checks that every graph has the nodes 0..n−1, non-negative weights on every edge, a self-loop
     on every node, rows or columns of every W summing to 1, and that the union of the graphs over one period is
-    strongly connected (otherwise some learners never hear from others). Each failure is a ``ValueError``.
-    Use `Schedule.check` for stricter requirements (e.g. doubly stochastic).
+    strongly connected (otherwise some learners never hear from others). Each failure is a ``ValueError``
+    ``schedule: got … (why); accepted: …``. Use `Schedule.check` for stricter requirements (e.g. doubly stochastic).
+
+    Two schedules are equal when they have the same name and the same weighted edges at every step, so a config
+    that holds one stays comparable (and hashable) once pickled to a learner or rebuilt from `to_dict`.
     """
 
     def __init__(self, graphs: Sequence[nx.DiGraph], name: str = "custom") -> None:
         if len(graphs) == 0:
-            raise ValueError(f"schedule {name!r} needs at least one graph, got an empty list")
+            fail("schedule", list(graphs), "a list of at least one networkx.DiGraph", f"{name!r} has no graph")
         self.name = name
         self.n = _check_nodes(graphs, name)
         self._graphs = tuple(nx.freeze(_without_zero_links(g)) for g in graphs)
-        self._steps = tuple(_sparse_weights(g, self.n, f"schedule {name!r}, step {k}")
+        self._steps = tuple(_sparse_weights(g, self.n, "schedule", f"step {k} of {name!r}: " if len(graphs) > 1 else "")
                             for k, g in enumerate(self._graphs))
+        # (name, n, per step the sorted (j, i, W[i, j]), self-loops included): what equality and to_dict use
+        self._key = (name, self.n, tuple(tuple(sorted(g.edges(data="weight"))) for g in self._graphs))
         self.check(stochastic="any")
+
+    def __eq__(self, other: object) -> bool:
+        return self._key == other._key if isinstance(other, Schedule) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The schedule as plain data: ``{"name": str, "steps": [[[j, i, W_k[i, j]], …], …]}``, one list of
+        weighted edges (sender j, receiver i, weight) per step, self-loops included. `from_dict` rebuilds it."""
+        return {"name": self.name,
+                "steps": [[[int(j), int(i), float(w)] for j, i, w in edges] for edges in self._key[2]]}
+
+    @classmethod
+    def from_dict(cls, description: dict[str, Any]) -> Schedule:
+        """The schedule that `to_dict` wrote: ``Schedule.from_dict(s.to_dict()) == s``."""
+        accepted = ("a dict {'name': str, 'steps': [[[j, i, weight], ...], ...]}, one list of weighted edges "
+                    "(sender j, receiver i) per step, as Schedule.to_dict() writes it")
+        steps = description.get("steps") if isinstance(description, dict) else None
+        if not (isinstance(steps, (list, tuple)) and isinstance(description.get("name", ""), str)
+                and all(isinstance(step, (list, tuple)) for step in steps)):
+            fail("schedule", description, accepted)
+        graphs = []
+        for k, step in enumerate(steps):
+            if not all(isinstance(e, (list, tuple)) and len(e) == 3 for e in step):
+                fail("schedule", Described(f"a description whose step {k} is {step!r}"), accepted)
+            g = nx.DiGraph()
+            g.add_weighted_edges_from((j, i, w) for j, i, w in step)
+            graphs.append(g)
+        return cls(graphs, name=description.get("name", "custom"))
 
     @property
     def period(self) -> int:
@@ -117,7 +161,7 @@ class Schedule:
     def peers(self, rank: int, step: int = 0) -> Peers:
         """Out-peers, in-peers and mixing weights of learner ``rank`` at gossip step ``step`` (see `Peers`)."""
         if not 0 <= rank < self.n:
-            raise ValueError(f"rank must be in 0..{self.n - 1} for schedule {self.name!r}, got {rank}")
+            fail("rank", rank, f"an int in [0, {self.n - 1}]", f"schedule {self.name!r} has {self.n} learners")
         g = self.graph(step)
         in_peers = tuple(sorted(j for j in g.predecessors(rank) if j != rank))
         return Peers(
@@ -135,16 +179,17 @@ class Schedule:
 
         Returns the schedule, so ``build_topology("ring", 8).check("doubly")`` reads as a one-line assertion.
         """
-        _check_choice("stochastic", stochastic, STOCHASTIC_KINDS)
+        check_choice("stochastic", stochastic, STOCHASTIC_KINDS)
         for k, (src, dst, weight, self_weight) in enumerate(self._steps):
-            where = f"schedule {self.name!r}, step {k}"
+            where = f"step {k}: " if self.period > 1 else ""
             if np.any(self_weight <= 0):
                 i = int(np.argmin(self_weight))
-                raise ValueError(f"{where}: node {i} has no self-loop (W[{i}, {i}] = {self_weight[i]:g}); "
-                                 "every learner must keep a positive weight on its own parameters")
+                fail("schedule", shown(self), "a positive self-loop weight W[i, i] on every node (every learner "
+                     "keeps a share of its own parameters)", f"{where}node {i} has no self-loop, W[{i}, {i}] = "
+                     f"{self_weight[i]:g}")
             row_sums = self_weight + np.bincount(dst, weight, minlength=self.n)
             col_sums = self_weight + np.bincount(src, weight, minlength=self.n)
-            _check_sums(row_sums, col_sums, stochastic, atol, where)
+            _check_sums(row_sums, col_sums, stochastic, atol, "schedule", shown(self), where)
         _check_strongly_connected(self)
         return self
 
@@ -166,31 +211,44 @@ class Schedule:
 
     def _index(self, step: int) -> int:
         if step < 0:
-            raise ValueError(f"step must be ≥ 0, got {step}")
+            fail("step", step, "an int >= 0 (the gossip step k)")
         return step % self.period
 
 
-def _check_nodes(graphs: Sequence[nx.DiGraph], name: str) -> int:
+def _check_nodes(graphs: Sequence[nx.DiGraph], name: str, field: str = "schedule") -> int:
     """Every graph must be a DiGraph on exactly the nodes 0..n−1 (same n); return n."""
     n = None
     for k, g in enumerate(graphs):
-        where = f"schedule {name!r}, step {k}"
+        where = f"step {k} of {name!r}: " if len(graphs) > 1 else ""
         if not isinstance(g, nx.DiGraph):
-            raise ValueError(f"{where}: expected a networkx.DiGraph, got {type(g).__name__} "
-                             "(use from_networkx() for undirected graphs)")
+            fail(field, shown(g), "networkx.DiGraph graphs (from_networkx() takes undirected ones)",
+                 f"{where}not directed" if isinstance(g, nx.Graph) else where.rstrip(": "))
         nodes = set(g.nodes)
-        if not all(isinstance(v, (int, np.integer)) and v >= 0 for v in nodes):
-            raise ValueError(f"{where}: nodes must be the integers 0..n−1, got {sorted(nodes, key=str)[:8]}")
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in nodes):
+            fail(field, shown(g), "a graph on the nodes 0..n−1", f"{where}nodes {sorted(nodes, key=str)[:8]}")
         size = (max(nodes) + 1) if nodes else 0
         if size < 1:
-            raise ValueError(f"{where}: the graph has no nodes; n must be ≥ 1")
+            fail(field, shown(g), "a graph on the nodes 0..n−1, n >= 1", f"{where}no nodes")
         missing = sorted(set(range(size)) - nodes)
         if missing:
-            raise ValueError(f"{where}: nodes must be 0..{size - 1}, missing {missing[:8]}")
+            fail(field, shown(g), f"a graph on the nodes 0..{size - 1}", f"{where}missing nodes {missing[:8]}")
         if n is not None and size != n:
-            raise ValueError(f"{where}: has {size} nodes but step 0 has {n}; all steps need the same learners")
+            fail(field, shown(g), "graphs on the same learners at every step",
+                 f"{where}it has {size} nodes but step 0 has {n}")
         n = size
     return n
+
+
+def shown(value: Any) -> Any:
+    """How an error message shows a graph or a schedule: what it is and its size (their reprs say neither)."""
+    if isinstance(value, nx.Graph):
+        nodes, edges = value.number_of_nodes(), value.number_of_edges()
+        return Described(f"a {type(value).__name__} with {nodes} node{'s' * (nodes != 1)} and {edges} "
+                         f"edge{'s' * (edges != 1)}")
+    if isinstance(value, Schedule):
+        steps = f", {value.period} steps" if value.period > 1 else ""
+        return Described(f"a schedule {value.name!r} with {value.n} nodes{steps}")
+    return value
 
 
 def _without_zero_links(g: nx.DiGraph) -> nx.DiGraph:
@@ -200,13 +258,14 @@ def _without_zero_links(g: nx.DiGraph) -> nx.DiGraph:
     return g
 
 
-def _sparse_weights(g: nx.DiGraph, n: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _sparse_weights(g: nx.DiGraph, n: int, field: str, where: str = "") -> SparseW:
     """(src, dst, weight, self_weight): the off-diagonal entries W[dst, src] = weight and the diagonal."""
     src, dst, weight = [], [], []
     self_weight = np.zeros(n)
     for j, i, w in g.edges(data="weight"):
         if w is None or not np.isfinite(w) or w < 0:
-            raise ValueError(f"{where}: edge ({j}, {i}) needs a finite, non-negative 'weight', got {w}")
+            fail(field, shown(g), "a finite, non-negative 'weight' on every edge, self-loops included",
+                 f"{where}edge ({j}, {i}) has weight {w}")
         if i == j:
             self_weight[i] = w
         else:
@@ -224,9 +283,10 @@ def _check_strongly_connected(schedule: Schedule) -> None:
         return
     parts = sorted(nx.strongly_connected_components(union), key=len)
     over = f"jointly over its period of {schedule.period} steps" if schedule.period > 1 else "(static graph)"
-    raise ValueError(f"schedule {schedule.name!r} is not strongly connected {over}: {len(parts)} strongly "
-                     f"connected components, e.g. {sorted(parts[0])[:8]}; some learners never hear from others, "
-                     "so they cannot reach consensus")
+    example = sorted(int(v) for v in parts[0])[:8]
+    fail("schedule", shown(schedule), "a strongly connected graph (over one period): every learner hears, through "
+         "others, from every other", f"not strongly connected {over}: {len(parts)} strongly connected components, "
+         f"e.g. {example}; some learners never hear from others, so they cannot reach consensus")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -245,7 +305,7 @@ def assign_weights(graph: nx.DiGraph, rule: str = "uniform") -> nx.DiGraph:
       W[i, i] = 1 − Σ_{j≠i} W[i, j]. Symmetric and doubly stochastic on any undirected graph.
     * ``"given"``: keep the graph's own ``weight`` attributes (self-loops included).
     """
-    _check_choice("weights", rule, WEIGHT_RULES)
+    check_choice("weights", rule, WEIGHT_RULES)
     if rule == "given":
         return nx.DiGraph(graph)
     out = nx.DiGraph()
@@ -258,8 +318,8 @@ def assign_weights(graph: nx.DiGraph, rule: str = "uniform") -> nx.DiGraph:
         return out
     if any(not graph.has_edge(i, j) for j, i in links):
         j, i = next((j, i) for j, i in links if not graph.has_edge(i, j))
-        raise ValueError(f"weights='metropolis' needs an undirected (symmetric) graph, but edge ({j}, {i}) has no "
-                         f"reverse ({i}, {j}); use weights='uniform' for directed graphs")
+        fail("weights", rule, "'uniform' for a directed graph", f"'metropolis' needs an undirected (symmetric) "
+             f"graph, but edge ({j}, {i}) has no reverse ({i}, {j})")
     degree = {v: sum(1 for u in graph.successors(v) if u != v) for v in out.nodes}
     out.add_weighted_edges_from((j, i, 1.0 / (1 + max(degree[i], degree[j]))) for j, i in links)
     for i in out.nodes:
@@ -269,7 +329,7 @@ def assign_weights(graph: nx.DiGraph, rule: str = "uniform") -> nx.DiGraph:
 
 def mixing_matrix(graph: nx.DiGraph) -> np.ndarray:
     """The dense W (n, n) of a weighted graph on nodes 0..n−1: ``W[i, j]`` = weight of edge (j, i)."""
-    n = _check_nodes([graph], "graph")
+    n = _check_nodes([graph], "graph", field="graph")
     src, dst, weight, self_weight = _sparse_weights(graph, n, "graph")
     W = np.diag(self_weight)
     W[dst, src] = weight
@@ -289,29 +349,38 @@ def stochasticity(W: np.ndarray, atol: float = ATOL) -> str:
 
 
 def check_stochastic(W: np.ndarray, kind: str = "doubly", *, atol: float = ATOL, where: str = "W") -> None:
-    """Raise ``ValueError`` unless W is non-negative and ``kind``-stochastic ("row", "column", "doubly", "any")."""
-    _check_choice("stochastic", kind, STOCHASTIC_KINDS)
+    """Raise ``ValueError`` unless W is non-negative and ``kind``-stochastic ("row", "column", "doubly", "any").
+
+    ``where`` names W in the message, as its field: ``W: got an array of shape (3, 3) (…); accepted: …``.
+    """
+    check_choice("stochastic", kind, STOCHASTIC_KINDS)
     W = np.asarray(W, dtype=float)
+    value = Described(f"an array of shape {W.shape}")
     if W.ndim != 2 or W.shape[0] != W.shape[1]:
-        raise ValueError(f"{where}: a mixing matrix must be square (n, n), got shape {W.shape}")
+        fail(where, value, "a square mixing matrix (n, n)")
     if np.any(W < 0):
         i, j = np.argwhere(W < 0)[0]
-        raise ValueError(f"{where}: weights must be non-negative, got W[{i}, {j}] = {W[i, j]:g}")
-    _check_sums(W.sum(axis=1), W.sum(axis=0), kind, atol, where)
+        fail(where, value, "non-negative weights", f"W[{i}, {j}] = {W[i, j]:g}")
+    _check_sums(W.sum(axis=1), W.sum(axis=0), kind, atol, where, value)
 
 
-def _check_sums(row_sums: np.ndarray, col_sums: np.ndarray, kind: str, atol: float, where: str) -> None:
+def _check_sums(row_sums: np.ndarray, col_sums: np.ndarray, kind: str, atol: float, field: str, value: Any,
+                where: str = "") -> None:
+    """Fail (``field: got value (why); …``) unless the rows, the columns or both (``kind``) of W sum to 1."""
     row_err, col_err = np.abs(row_sums - 1), np.abs(col_sums - 1)
     row_ok, col_ok = bool(np.all(row_err <= atol)), bool(np.all(col_err <= atol))
     i, j = int(np.argmax(row_err)), int(np.argmax(col_err))
     row_msg = f"row {i} (the weights learner {i} gives) sums to {row_sums[i]:.6g}"
     col_msg = f"column {j} (the shares sender {j} hands out) sums to {col_sums[j]:.6g}"
+    sums = {"row": "every row sums", "column": "every column sums", "doubly": "every row and every column sums",
+            "any": "every row, or every column, sums"}[kind]
+    accepted = f"a {'row- or column' if kind == 'any' else kind}-stochastic W: {sums} to 1 (±{atol:g})"
     if kind in ("row", "doubly") and not row_ok:
-        raise ValueError(f"{where} is not {kind}-stochastic: {row_msg}, expected 1 (±{atol:g})")
+        fail(field, value, accepted, f"{where}not {kind}-stochastic: {row_msg}")
     if kind in ("column", "doubly") and not col_ok:
-        raise ValueError(f"{where} is not {kind}-stochastic: {col_msg}, expected 1 (±{atol:g})")
+        fail(field, value, accepted, f"{where}not {kind}-stochastic: {col_msg}")
     if kind == "any" and not (row_ok or col_ok):
-        raise ValueError(f"{where} is neither row- nor column-stochastic: {row_msg} and {col_msg}, expected 1")
+        fail(field, value, accepted, f"{where}neither row- nor column-stochastic: {row_msg} and {col_msg}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -408,7 +477,7 @@ def bipartite_exponential(n: int, weights: str = "uniform") -> Schedule:
     """
     _check_n(n)
     if n % 2:
-        raise ValueError(f"bipartite_exponential needs an even n (odd learners pair with even ones), got n = {n}")
+        fail("n", n, "an even int >= 2", "bipartite_exponential pairs odd learners with even ones")
     offsets: list[int] = []
     for i in range(_log2_floor(n - 1) + 1):
         for s in (1 + (2**i if i else 0), -(1 + (2**i if i else 0))):
@@ -430,7 +499,7 @@ def torus(n: int, shape: tuple[int, int] | None = None, weights: str = "uniform"
         shape = (rows, n // rows)
     rows, cols = shape
     if rows < 1 or cols < 1 or rows * cols != n:
-        raise ValueError(f"torus shape must be (rows, cols) with rows × cols = n = {n}, got {shape}")
+        fail("shape", shape, f"(rows, cols) with rows × cols = n = {n}")
     edges = [(r * cols + c, ((r + dr) % rows) * cols + (c + dc) % cols)
              for r in range(rows) for c in range(cols) for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1))]
     return _schedule("torus", n, [edges], weights)
@@ -448,7 +517,8 @@ def random_regular(n: int, degree: int = 3, seed: int | None = None, weights: st
     1/(degree+1), doubly stochastic. A sample can be disconnected (then ``ValueError``: try another seed)."""
     _check_n(n)
     if not 1 <= degree < n or (n * degree) % 2:
-        raise ValueError(f"random_regular needs 1 ≤ degree < n and n × degree even, got n = {n}, degree = {degree}")
+        odd = f"n × degree = {n * degree} is odd" if 1 <= degree < n else f"n = {n}"
+        fail("degree", degree, f"an int in [1, n − 1] = [1, {n - 1}] with n × degree even", odd)
     g = nx.random_regular_graph(degree, n, seed=seed)
     return _schedule("random_regular", n, [_both_ways(g.edges)], weights)
 
@@ -462,7 +532,8 @@ def erdos_renyi(n: int, edge_prob: float | None = None, seed: int | None = None,
     _check_n(n)
     p = min(1.0, 2 * math.log(n) / n) if edge_prob is None else edge_prob
     if not 0 < p <= 1:
-        raise ValueError(f"edge_prob must be in (0, 1], got {edge_prob}")
+        fail("edge_prob", edge_prob, "a number in (0, 1], or None for 2 ln n / n",
+             f"2 ln n / n = {p:g} for n = {n}" if edge_prob is None else "")
     g = nx.gnp_random_graph(n, p, seed=seed, directed=directed)
     return _schedule("erdos_renyi", n, [list(g.edges) if directed else _both_ways(g.edges)], weights)
 
@@ -470,31 +541,118 @@ def erdos_renyi(n: int, edge_prob: float | None = None, seed: int | None = None,
 def from_networkx(graph: nx.Graph, weights: str = "uniform", name: str = "custom") -> Schedule:
     """A static schedule from any networkx graph on nodes 0..n−1 (undirected edges are used both ways).
 
-    With ``weights="given"`` the ``weight`` attributes are W's entries, self-loops included; otherwise they are
-    recomputed by `assign_weights`.
+    Weights: ``"given"`` keeps the ``weight`` attributes as W's entries, self-loops included; ``"auto"`` keeps
+    them when every edge has one and assigns uniform ones when none has (a mix is refused); ``"uniform"`` and
+    ``"metropolis"`` recompute them (`assign_weights`).
     """
     if not isinstance(graph, nx.Graph):
-        raise ValueError(f"from_networkx expects a networkx graph, got {type(graph).__name__}")
+        fail("graph", graph, "a networkx graph on the nodes 0..n−1")
+    check_choice("weights", weights, ("auto", *WEIGHT_RULES))
     digraph = nx.DiGraph(graph) if graph.is_directed() else graph.to_directed()
-    _check_nodes([digraph], name)
+    _check_nodes([digraph], name, field="graph")
+    if weights == "auto":
+        weights = _given_or_uniform(graph)
     return Schedule([assign_weights(digraph, weights)], name=name)
+
+
+def _given_or_uniform(graph: nx.Graph) -> str:
+    """The rule ``weights="auto"`` stands for: "given" when every edge has a ``weight``, "uniform" when none has."""
+    weighted, edges = sum(w is not None for _, _, w in graph.edges(data="weight")), graph.number_of_edges()
+    if weighted and weighted < edges:
+        fail("graph", shown(graph), "a 'weight' on every edge (W's entries, self-loops included) or on none "
+             "(uniform weights 1/(out-degree + 1))", f"{weighted} of {edges} edges weighted")
+    return "given" if weighted else "uniform"
 
 
 def from_adjacency(matrix: np.ndarray, weights: str = "given", name: str = "custom") -> Schedule:
     """A static schedule from a square matrix in galakit's convention: ``matrix[i, j] != 0`` means j sends to i.
 
     With ``weights="given"`` (default) the matrix *is* W and must be row- or column-stochastic with a positive
-    diagonal; a 0/1 adjacency matrix needs ``weights="uniform"`` or ``"metropolis"``.
+    diagonal; a 0/1 adjacency matrix needs ``weights="uniform"`` or ``"metropolis"``. ``"auto"`` reads a matrix
+    of 0s and 1s as an adjacency matrix (uniform weights) and any other as W.
     """
     A = np.asarray(matrix, dtype=float)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 1:
-        raise ValueError(f"from_adjacency expects a square matrix (n, n) with n ≥ 1, got shape {A.shape}")
+        fail("matrix", Described(f"an array of shape {A.shape}"), "a square matrix (n, n), n >= 1")
     if not np.all(np.isfinite(A)):
-        raise ValueError("from_adjacency: the matrix has non-finite entries")
+        i, j = np.argwhere(~np.isfinite(A))[0]
+        fail("matrix", Described(f"an array of shape {A.shape}"), "finite entries", f"matrix[{i}, {j}] = {A[i, j]}")
+    check_choice("weights", weights, ("auto", *WEIGHT_RULES))
+    if weights == "auto":
+        weights = "uniform" if np.isin(A, (0.0, 1.0)).all() else "given"
     g = nx.DiGraph()
     g.add_nodes_from(range(A.shape[0]))
     g.add_weighted_edges_from((int(j), int(i), A[i, j]) for i, j in zip(*np.nonzero(A), strict=True))
     return Schedule([assign_weights(g, weights)], name=name)
+
+
+def read_graph(path: str | Path) -> Schedule:
+    """A static schedule read from a graph file, named after it (``ring8.txt`` → ``"ring8"``).
+
+    * An edge list (any file but ``.json``): one edge a line, ``j i`` (j sends to i) or ``j i weight``; ``#``
+      starts a comment. With a weight on every line (self-loops ``i i w`` included) the weights are W's entries;
+      with none, uniform weights are assigned (W[i, j] = 1/(d_out(j) + 1), self-loops added).
+    * JSON (``.json``): an n × n matrix in galakit's convention, ``matrix[i][j] != 0`` meaning j sends to i, as a
+      list of rows or as ``{"adjacency": [[...], ...]}``. A matrix of 0s and 1s is an adjacency matrix (uniform
+      weights); any other is W itself.
+
+    The nodes must be 0..n−1, and the graph must pass `Schedule`'s checks. Every error is a ``ValueError``
+    ``path: got '<file>' (why); accepted: …``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        fail("path", str(path), "a readable graph file: an edge list, or a .json matrix",
+             getattr(err, "strerror", None) or type(err).__name__)
+    try:
+        if path.suffix.lower() == ".json":
+            return from_adjacency(_json_matrix(text, path), weights="auto", name=path.stem)
+        return from_networkx(_edge_list(text, path), weights="auto", name=path.stem)
+    except InvalidValue as err:
+        if err.field == "path":
+            raise
+        fail("path", str(path), err.accepted, err.why or repr(err.value))
+
+
+EDGE_LIST = "an edge list: one edge a line, 'j i' or 'j i weight' (j sends to i; '#' starts a comment)"
+JSON_MATRIX = "JSON: an n × n matrix as a list of rows, or {\"adjacency\": [[...], ...]}"
+
+
+def _edge_list(text: str, path: Path) -> nx.DiGraph:
+    """The graph of an edge list (see `read_graph`); an edge listed twice is refused (which weight would count?)."""
+    g, first = nx.DiGraph(), {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        try:
+            j, i = int(fields[0]), int(fields[1])
+            weight = [float(fields[2])] if len(fields) == 3 else []
+        except (ValueError, IndexError):
+            weight = None
+        if weight is None or len(fields) > 3:
+            fail("path", str(path), EDGE_LIST, f"line {number} reads {line.strip()!r}")
+        if (j, i) in first:
+            fail("path", str(path), EDGE_LIST + ", each edge once",
+                 f"line {number} lists the edge ({j}, {i}) of line {first[j, i]} again")
+        first[j, i] = number
+        g.add_edge(j, i, **({"weight": weight[0]} if weight else {}))
+    return g
+
+
+def _json_matrix(text: str, path: Path) -> list[list[float]]:
+    """The n × n matrix of a JSON graph file (see `read_graph`)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        fail("path", str(path), JSON_MATRIX, f"not JSON: {err.msg} at line {err.lineno}")
+    matrix = data.get("adjacency") if isinstance(data, dict) else data
+    n = len(matrix) if isinstance(matrix, list) else 0
+    if not (n and all(isinstance(row, list) and len(row) == n for row in matrix)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for row in matrix for x in row)):
+        fail("path", str(path), JSON_MATRIX, "not a square matrix of numbers")
+    return matrix
 
 
 TOPOLOGIES: dict[str, Callable[..., Schedule]] = {
@@ -509,6 +667,7 @@ TOPOLOGIES: dict[str, Callable[..., Schedule]] = {
     "random_regular": random_regular,
     "erdos_renyi": erdos_renyi,
 }
+TAKE_PEERS = tuple(k for k, b in TOPOLOGIES.items() if "peers" in inspect.signature(b).parameters)  # the rings
 
 
 def build_topology(name: str, n: int, *, peers: int = 1, seed: int | None = None, weights: str = "uniform",
@@ -525,15 +684,15 @@ def build_topology(name: str, n: int, *, peers: int = 1, seed: int | None = None
         **kw: builder-specific options (``shape`` for "torus", ``degree`` for "random_regular", ``edge_prob`` and
             ``directed`` for "erdos_renyi").
     """
-    _check_choice("topology", name, tuple(TOPOLOGIES))
+    check_choice("topology", name, tuple(TOPOLOGIES))
     builder = TOPOLOGIES[name]
     accepted = set(inspect.signature(builder).parameters) - {"n"}
     if peers != 1 and "peers" not in accepted:
-        takes_peers = [k for k, b in TOPOLOGIES.items() if "peers" in inspect.signature(b).parameters]
-        raise ValueError(f"peers={peers} is not an option of topology {name!r}; only {takes_peers} take peers")
+        fail("peers", peers, f"1 with topology {name!r} (only {', '.join(TAKE_PEERS)} take peers)")
     unknown = sorted(set(kw) - accepted)
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for topology {name!r}; accepted: {sorted(accepted)}")
+        fail("options", unknown, f"options of topology {name!r}: {', '.join(sorted(accepted))}",
+             f"not options of topology {name!r}")
     options = {"peers": peers, "seed": seed, "weights": weights, **kw}
     return builder(n, **{k: v for k, v in options.items() if k in accepted})
 
@@ -559,18 +718,13 @@ def _both_ways(edges: Iterable[Edge]) -> list[Edge]:
 
 def _check_n(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n (number of learners) must be an integer ≥ 1, got {n!r}")
+        fail("n", n, "an int >= 1 (the number of learners)")
 
 
 def _check_peers(peers: int, n: int) -> None:
     if isinstance(peers, bool) or not isinstance(peers, (int, np.integer)) or not 1 <= peers < n:
-        raise ValueError(f"peers must be an integer in 1..n−1 = 1..{n - 1} for n = {n}, got {peers!r} "
-                         "(a learner cannot be its own peer)")
-
-
-def _check_choice(field: str, value: str, accepted: Sequence[str]) -> None:
-    if value not in accepted:
-        raise ValueError(f"unknown {field} {value!r}; accepted: {', '.join(map(repr, accepted))}")
+        own = "a learner cannot be its own peer" if isinstance(peers, (int, np.integer)) and peers >= n else ""
+        fail("peers", peers, f"an int in [1, n − 1] = [1, {n - 1}] for n = {n}", own)
 
 
 def _log2_ceil(n: int) -> int:

@@ -28,6 +28,7 @@ import random
 import re
 import warnings
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,55 @@ def atomic_write_bytes(path: Path, write) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# The fields a resumed run must share with the checkpoint it continues (the simulators and the network's shape).
+RESUME_MUST_MATCH = ("env_id", "num_envs", "num_steps", "hidden_sizes", "algo")
+
+
+@dataclass
+class LearnerState:
+    """What one checkpoint holds: everything a learner needs to continue exactly where it was.
+
+    ``config`` is ``Config.to_dict()``; ``model`` / ``optimizer`` are state dicts; ``rng`` is ``rng_state()``;
+    ``obs`` (num_envs, *obs_shape) is s_0 of the next rollout; ``env_state`` is ``simulator_state()`` (None for
+    simulators out of reach: they start fresh games); ``episodes`` are the learner's finished games so far. A
+    consensus checkpoint (the learners' average θ̄, ``consensus_of`` = n) has no optimizer, generators or
+    simulators. ``path`` is where it was read from (None before it is saved).
+    """
+
+    config: dict[str, Any]
+    update: int
+    global_step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = None
+    obs: torch.Tensor | None = None
+    env_state: dict[str, Any] | None = None
+    episodes: list[Any] = field(default_factory=list)  # galakit.rl.a2c.Episode
+    consensus_of: int | None = None
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``torch.save`` (episodes as (global_step, return, length) triples)."""
+        state = {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in ("path", "episodes")}
+        state["episodes"] = [(e.global_step, e.ret, e.length) for e in self.episodes]
+        return state
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], rank: int = 0) -> LearnerState:
+        """The state ``load_checkpoint`` read; ``rank`` is given to its episodes."""
+        from galakit.rl.a2c import Episode
+
+        fields = {name: state.get(name) for name in cls.__dataclass_fields__ if name in state}
+        fields["episodes"] = [Episode(*e, rank=rank) for e in state.get("episodes", [])]
+        return cls(**fields)
+
+    def save(self, directory: str | Path, keep: int = 3) -> Path:
+        """Write it as ``directory/ckpt_<global_step>.pt`` (atomically; the ``keep`` newest stay)."""
+        path = save_checkpoint(self.to_dict(), directory, self.global_step, keep)
+        self.path = str(path)
+        return path
 
 
 def remove_stale_temp_files(directory: str | Path) -> list[Path]:
@@ -97,6 +147,14 @@ def find_checkpoints(path: str | Path) -> list[Path]:
             return found[::-1]
     raise FileNotFoundError(f"resume/checkpoint: no checkpoint file at {str(path)!r} "
                             "(expected a ckpt_*.pt file or a run directory holding checkpoints/)")
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The global step in a checkpoint's file name (``ckpt_<global_step>.pt``)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"checkpoint: got {str(path)!r}; accepted: a file named ckpt_<global_step>.pt")
+    return int(match.group(1))
 
 
 def find_checkpoint(path: str | Path) -> Path:

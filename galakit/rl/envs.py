@@ -82,6 +82,9 @@ from ale_py.env import AtariEnv
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv, VectorWrapper
 
+from galakit.config import ENV_BACKENDS
+from galakit.validation import check_choice, fail
+
 __all__ = [
     "BACKENDS",
     "FireAfterLifeLoss",
@@ -94,7 +97,7 @@ __all__ = [
     "make_vec_env",
 ]
 
-BACKENDS = ("auto", "ale_vector", "sync", "async")
+BACKENDS = ENV_BACKENDS  # ("auto", "ale_vector", "sync", "async"), defined once in galakit.config
 
 # The paper's (DQN/A3C/GALA) Atari preprocessing, in one place.
 NOOP_MAX = 30
@@ -328,22 +331,21 @@ class LearningSignal(VectorWrapper):
         return {"r": np.zeros(n, dtype=np.float64), "l": np.zeros(n, dtype=np.int64)}, np.zeros(n, dtype=bool)
 
 
-def _unknown_id_message(env_id: str) -> str:
+def _fail_unknown_id(env_id: str) -> None:
     names = set(gym.envs.registry)
     for rom in roms.get_all_rom_ids():
         names.update((rom, rom.title().replace("_", "")))
     suggestions = difflib.get_close_matches(env_id, sorted(names), n=5, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-    return (
-        f"env_id={env_id!r} is neither an Atari game known to ale_py nor a registered gymnasium id.{hint} "
-        "Accepted: an ALE game ('ALE/Pong-v5', 'PongNoFrameskip-v4', 'Pong', 'space_invaders') or any id in "
-        "gymnasium.envs.registry ('CartPole-v1')."
-    )
+    hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+    fail("env_id", env_id, "an ALE game ('ALE/Pong-v5', 'PongNoFrameskip-v4', 'Pong', 'space_invaders') or any id "
+         f"in gymnasium.envs.registry ('CartPole-v1'){hint}",
+         "neither an Atari game known to ale_py nor a registered gymnasium id")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
+    """An int >= minimum; numpy's integers count (a seed drawn with numpy is one)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}={value!r} ({type(value).__name__}); accepted: an int >= {minimum}.")
+        fail(name, value, f"an int >= {minimum}")
 
 
 def make_vec_env(
@@ -385,33 +387,29 @@ def make_vec_env(
             ``num_threads`` or ``repeat_action_probability``, or an Atari-only option for a non-Atari id.
     """
     if not isinstance(env_id, str):
-        raise ValueError(f"env_id={env_id!r} ({type(env_id).__name__}); accepted: a string such as 'ALE/Pong-v5'.")
+        fail("env_id", env_id, "a string such as 'ALE/Pong-v5' or 'CartPole-v1'")
     _check_int("num_envs", num_envs, 1)
     _check_int("seed", seed, 0)
     _check_int("num_threads", num_threads, 0)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}; accepted: {', '.join(repr(b) for b in BACKENDS)}.")
+    check_choice("backend", backend, BACKENDS)
     rap = repeat_action_probability
+    # not (0 <= rap <= 1) also catches NaN
     if rap is not None and (isinstance(rap, bool) or not isinstance(rap, (int, float)) or not 0.0 <= rap <= 1.0):
-        raise ValueError(f"repeat_action_probability={rap!r}; accepted: None (the id's own) or a float in [0, 1].")
+        fail("repeat_action_probability", rap, "None (the id's own) or a number in [0, 1]")
     num_envs, seed = int(num_envs), int(seed)
 
     rom = atari_rom_id(env_id)
     if rom is None and ":" not in env_id and env_id not in gym.envs.registry:
-        raise ValueError(_unknown_id_message(env_id))
+        _fail_unknown_id(env_id)
     if rom is None:
+        not_atari = f"{env_id!r} is not an Atari game"
         if backend == "ale_vector":
-            raise ValueError(
-                f"backend='ale_vector' runs Atari games only, got env_id={env_id!r}; accepted for it: "
-                "'auto', 'sync' or 'async'."
-            )
+            fail("backend", backend, "'auto', 'sync' or 'async' for it", f"{not_atari}, and ale_vector runs only those")
         if episodic_life:
-            raise ValueError(f"episodic_life=True needs an Atari game with lives, got env_id={env_id!r}.")
+            fail("episodic_life", episodic_life, "False or None for it", f"{not_atari}: it has no lives to lose")
         if rap not in (None, 0.0):
-            raise ValueError(
-                f"repeat_action_probability={repeat_action_probability!r} applies to Atari games only, "
-                f"got env_id={env_id!r}; accepted for it: 0.0."
-            )
+            fail("repeat_action_probability", rap, "None or 0.0 for it",
+                 f"{not_atari}, and sticky actions are an Atari emulator's")
     atari = rom is not None
     if atari and rap is None:
         rap = default_repeat_action_probability(env_id)
@@ -461,3 +459,32 @@ def make_vec_env(
     )
     env.action_space.seed(seed)
     return env
+
+
+def build_env(cfg, seed: int | None = None, num_threads: int | None = None) -> VectorEnv:
+    """The vector of simulators a ``galakit.Config`` describes (``num_envs`` of ``env_id``, its signal options),
+    seeded ``seed`` (default ``cfg.seed``)."""
+    return make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed if seed is None else seed, backend=cfg.env_backend,
+                        clip_rewards=cfg.clip_rewards, episodic_life=cfg.episodic_life,
+                        repeat_action_probability=cfg.repeat_action_probability,
+                        num_threads=cfg.env_threads if num_threads is None else num_threads)
+
+
+class Straggler:
+    """Wraps a vector env so that each step takes ``slowdown`` times as long (a learner on a busy machine)."""
+
+    def __init__(self, env, slowdown: float):
+        self.env, self.slowdown = env, slowdown
+
+    def step(self, actions):
+        import time
+
+        start = time.perf_counter()
+        out = self.env.step(actions)
+        time.sleep((time.perf_counter() - start) * (self.slowdown - 1))
+        return out
+
+    def __getattr__(self, name: str):
+        if name == "env":  # not set yet (unpickling): do not recurse
+            raise AttributeError(name)
+        return getattr(self.env, name)

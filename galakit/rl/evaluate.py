@@ -8,8 +8,10 @@ import torch
 from galakit.config import Config
 from galakit.io.checkpoint import load_checkpoint
 from galakit.rl.a2c import sample_actions
-from galakit.rl.learner import build_env, resolve_device
+from galakit.rl.envs import build_env
+from galakit.rl.machine import resolve_device
 from galakit.rl.models import make_model
+from galakit.validation import check_int
 
 
 def load_policy(checkpoint: str, device: str = "cpu") -> tuple[torch.nn.Module, Config]:
@@ -33,8 +35,9 @@ def evaluate(checkpoint: str, episodes: int = 10, deterministic: bool = False, s
     Games are spread evenly over ``num_envs`` simulators and only the first games of each count, so short games
     are not over-represented. ``deterministic`` takes the most likely action instead of sampling π.
     """
-    if not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes: got {episodes!r}; accepted: an int >= 1")
+    check_int("episodes", episodes, 1)
+    check_int("num_envs", num_envs, 1)
+    check_int("seed", seed, 0)
     model, cfg = load_policy(checkpoint, device)
     num_envs = min(num_envs, episodes)
     wanted = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)

@@ -82,3 +82,17 @@ def make_model(obs_shape: tuple[int, ...], num_actions: int, hidden_sizes: tuple
     if len(obs_shape) == 1:
         return MLPActorCritic(obs_shape[0], num_actions, hidden_sizes)
     raise ValueError(f"observation shape: got {obs_shape}; accepted: (C, 84, 84) image stacks or (D,) vectors")
+
+
+def initial_model(cfg, rank: int, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
+    """θ_0 of learner ``rank`` (``cfg`` a ``galakit.Config``): drawn with ``cfg.seed``, so identical on every learner
+    (as in GALA), unless ``cfg.identical_init`` is False (then drawn with ``seed + rank``). The caller's torch
+    generator and thread count are left as they were."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # orthogonal init (a QR) rounds differently with other thread counts
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed if cfg.identical_init else cfg.seed + rank)
+            return make_model(obs_shape, num_actions, cfg.hidden_sizes)
+    finally:
+        torch.set_num_threads(threads)

@@ -7,8 +7,8 @@ Each coupling hooks into the same learner loop at three points::
     a2c_update(..., grad_hook=coupling.grad_hook)   # AllReduce: average the gradients before the step
     coupling.after_update(model, k)         # GALA: one gossip step with the peers of step k
 
-GALA's gossip step (the official code's rule, on ``galakit.gossip.topology`` schedules, decided by
-``galakit.gossip.simulate.gossip_action`` as in the simulator): learner i sends θ_i to its out-peers of step k; then, if
+GALA's gossip step (the official code's rule, on ``galakit.gossip.topology`` schedules, by the rule of
+``galakit.gossip.rule`` that the simulator applies too): learner i sends θ_i to its out-peers of step k; then, if
 every in-peer of step k has a fresh message, it mixes what has arrived,
 
     θ_i ← (w_ii θ_i + Σ_j w_ij θ_j) / (w_ii + Σ_j w_ij)     over the senders j with a fresh message,
@@ -43,9 +43,19 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from galakit.gossip.simulate import GossipAction, gossip_action
+from galakit.gossip.rule import (
+    DEFAULT_POLICY,
+    GossipAction,
+    WritePolicy,
+    gossip_action,
+    mixing_scale,
+    resolve_policy,
+    sender_weights,
+)
 from galakit.gossip.topology import Schedule, build_topology
+from galakit.rl.a2c import make_optimizer
 from galakit.runtime.transport import GossipChannel, SharedMemoryChannel, SharedSlots
+from galakit.validation import fail
 
 NEVER_BLOCK = 2**62  # sync_freq=None: GALA's README passes 100000000 for the same effect
 
@@ -67,6 +77,10 @@ class Independent:
     def stop_requested(self) -> bool:
         """Leave the training loop after the update just done?"""
         return self.stop is not None and self.stop.is_set()
+
+    def make_optimizer(self, model: nn.Module, cfg) -> torch.optim.Optimizer:
+        """The learner's optimizer: RMSProp on its own parameters (A3C's shares its statistics)."""
+        return make_optimizer(model, cfg.lr, cfg.rms_alpha, cfg.rms_eps)
 
     def before_rollout(self, model: nn.Module) -> None:
         pass
@@ -111,9 +125,13 @@ class SharedModel(Independent):
     computes its gradient on that copy and applies it to the shared model with a shared RMSProp, without locks
     (Mnih et al. 2016). Runs on one machine only."""
 
-    def __init__(self, shared_model: nn.Module, stop: threading.Event | None = None):
+    def __init__(self, shared: SharedState, stop: threading.Event | None = None):
         super().__init__(stop)
-        self.shared_model = shared_model
+        self.shared, self.shared_model = shared, shared.model
+
+    def make_optimizer(self, model: nn.Module, cfg) -> HogwildOptimizer:
+        """The gradient of the local copy goes to the shared model's RMSProp, whose statistics are shared too."""
+        return HogwildOptimizer(model, self.shared_model, self.shared.optimizer(cfg))
 
     def before_rollout(self, model: nn.Module) -> None:
         with torch.no_grad():
@@ -163,7 +181,13 @@ class SharedState:
 
 
 class Gossip(Independent):
-    """GALA: after each update, one gossip step with the peers that ``schedule`` gives for that step.
+    """GALA: after each update, one gossip step with the peers that ``schedule`` gives for that step, by the rule
+    of `galakit.gossip.rule` (the simulator's): ``write_message`` then ``aggregate_message``, as the official code
+    calls them after ``optimizer.step()``.
+
+    ``policy`` (`galakit.gossip.rule.WritePolicy`, default "latest") is what a write does to a message the
+    receiver has not read: "latest" replaces it, "skip" keeps it (the official code). It applies to asynchronous
+    gossip; ``sync_freq=0`` keeps every message ("exact") and push-sum adds them up ("sum"), whatever ``policy``.
 
     ``push_sum``: also gossip a weight w_i (Kempe et al. 2003): the sender keeps 1/(p+1) of (w_i θ_i, w_i) and
     sends 1/(p+1) to each out-peer; the learner then uses θ_i = numerator / w_i. This recovers the true average
@@ -174,78 +198,87 @@ class Gossip(Independent):
 
     def __init__(self, schedule: Schedule, rank: int, model: nn.Module, sync_freq: int | None = None,
                  push_sum: bool = False, stop: threading.Event | None = None, group=None,
-                 slots: SharedSlots | None = None):
+                 slots: SharedSlots | None = None, *, policy: WritePolicy | str = DEFAULT_POLICY):
         super().__init__(stop)
         self.schedule, self.rank, self.sync_freq, self.push_sum = schedule, rank, sync_freq, push_sum
         dim = sum(p.numel() for p in model.parameters())
-        self.exact = sync_freq == 0 and not push_sum  # synchronous gossip: mix exactly the step-k messages
-        policy = "sum" if push_sum else "exact" if self.exact else "latest"
+        self.policy = resolve_policy(policy, sync_freq, push_sum)
+        self.exact = self.policy == WritePolicy.EXACT  # synchronous gossip: mix exactly the step-k messages
         if slots is not None:  # learners on one machine: shared memory
-            self.channel = SharedMemoryChannel(rank, schedule.n, dim, slots, policy=policy)
+            self.channel = SharedMemoryChannel(rank, schedule.n, dim, slots, policy=self.policy)
         else:
-            self.channel = GossipChannel(rank, schedule.n, dim, policy=policy, group=group)
+            self.channel = GossipChannel(rank, schedule.n, dim, policy=self.policy, group=group)
         self.theta, self.mixed = torch.empty(dim), torch.empty(dim)  # CPU buffers, reused at every step
         self.ps_weight = 1.0
+        self._kept = 1.0  # push-sum: the share of w_i this learner kept at its last write
         self.skips = 0
         self.last_staleness: int | None = None  # of the newest step that mixed
         self.totals = {"mixed": 0, "skipped": 0, "waits": 0, "rejected": 0}
 
     def after_update(self, model: nn.Module, update: int) -> dict[str, Any]:
+        """One gossip step after update ``update``: send θ_i, then mix what has arrived (or skip, or wait)."""
+        self.write_message(model, update)
+        return self.aggregate_message(model, update)
+
+    def write_message(self, model: nn.Module, update: int) -> None:
+        """Send θ_i (plain) or a 1/(p+1) share of (w_i θ_i, w_i) (push-sum) to the out-peers of step ``update``.
+        Keeps the flattened θ_i for ``aggregate_message``, which must come next with the same model."""
+        out_peers = self.schedule.peers(self.rank, update).out_peers
+        theta = flatten_into(list(model.parameters()), self.theta)  # staged through the CPU (shared GPUs, gloo)
+        if not self.push_sum:
+            self.channel.post(theta, update, out_peers, keep_every_message=self.exact)
+            return
+        self._kept = self.ps_weight / (len(out_peers) + 1)
+        self.channel.post(theta * self._kept, update, out_peers, weight=self._kept, keep_every_message=True)
+
+    def aggregate_message(self, model: nn.Module, update: int) -> dict[str, Any]:
+        """`gossip_action` on the mailbox: mix, skip, or block until the in-peers' messages come. Returns the
+        step's gossip statistics (a progress row's ``gossip_*``, ``staleness`` and ``messages_*`` columns)."""
         peers = self.schedule.peers(self.rank, update)
-        params = list(model.parameters())
-        theta = flatten_into(params, self.theta)  # staged through the CPU (shared GPUs, gloo)
-        own_weight = self._post(theta, update, peers.out_peers)
         mailbox, step = self.channel.mailbox, update if self.exact else None
-        sync_freq = NEVER_BLOCK if self.sync_freq is None else self.sync_freq
         self.channel.poll()
+        sync_freq = NEVER_BLOCK if self.sync_freq is None else self.sync_freq
         action = gossip_action(mailbox.has_all(peers.in_peers, step), self.skips, sync_freq)
-        waited = 0.0
-        if action == GossipAction.BLOCK:
-            self._waiting(True)
-            waited = self.channel.wait_for(peers.in_peers, update, self.stop)
-            self._waiting(False)
-            self.totals["waits"] += 1
+        waited = self._wait(peers, update) if action == GossipAction.BLOCK else 0.0
         delivery = None
         if action != GossipAction.SKIP:
-            delivery = mailbox.take(None if self.push_sum else self._weights(peers), step, out=self.mixed)
+            weights = None if self.push_sum else sender_weights(peers, self.schedule.n)
+            delivery = mailbox.take(weights, step, out=self.mixed)
         if delivery is not None and not _finite(delivery):  # never mix a diverged peer's θ into ours
             self.totals["rejected"] += 1
             delivery = None
         if delivery is None:
             self.skips += 1
             self.totals["skipped"] += 1
-            self.ps_weight = own_weight  # push-sum: θ = (share·θ)/share is unchanged, w shrank to our share
-            return self._stats(update, mixed=False, waited=waited, staleness=self.last_staleness)
-        if self.push_sum:  # θ ← (w_share θ + Σ received w_j θ_j) / (w_share + Σ w_j), in place
-            self.ps_weight = own_weight + delivery.weight
-            mixed = delivery.total.add_(theta, alpha=own_weight).div_(self.ps_weight)
-        else:  # θ ← (w_ii θ + Σ w_ij θ_j) / (w_ii + Σ w_ij), in place
-            mixed = delivery.total.add_(theta, alpha=peers.self_weight).div_(peers.self_weight + delivery.weight)
-        copy_into_parameters(mixed, params)
+            self.ps_weight = self._kept  # push-sum: θ = (share·θ)/share is unchanged, w shrank to our share
+            return self._stats(mixed=False, waited=waited)
+        copy_into_parameters(self._mix(delivery, peers), list(model.parameters()))
         self.skips = 0
         self.totals["mixed"] += 1
         self.last_staleness = mailbox.age(delivery)
-        return self._stats(update, mixed=True, waited=waited, staleness=self.last_staleness)
+        return self._stats(mixed=True, waited=waited)
 
-    def _post(self, theta: torch.Tensor, update: int, out_peers: tuple[int, ...]) -> float:
-        """Send θ (plain) or a 1/(p+1) share of (wθ, w) (push-sum); return the push-sum weight kept."""
-        if not self.push_sum:
-            self.channel.post(theta, update, out_peers, keep_every_message=self.exact)
-            return 1.0
-        share = self.ps_weight / (len(out_peers) + 1)
-        self.channel.post(theta * share, update, out_peers, weight=share, keep_every_message=True)
-        return share
+    def _wait(self, peers, update: int) -> float:
+        """Block until the messages of step ``update`` from ``peers.in_peers`` can be taken; the seconds waited."""
+        self._waiting(True)
+        waited = self.channel.wait_for(peers.in_peers, update, self.stop)
+        self._waiting(False)
+        self.totals["waits"] += 1
+        return waited
 
-    def _weights(self, peers) -> dict[int, float]:
-        """w_ij for every possible sender: W_k's entry for this step's in-peers, their mean for anyone else (a
-        sender at another step of a time-varying schedule). Mailbox.take sums w_ij θ_j and Σ w_ij."""
-        default = sum(peers.in_weights) / max(1, len(peers.in_weights))
-        weights = dict.fromkeys(range(self.schedule.n), default)
-        weights.update(zip(peers.in_peers, peers.in_weights, strict=True))
-        return weights
+    def _mix(self, delivery, peers) -> torch.Tensor:
+        """The mixed θ_i, in place in ``delivery.total`` (which holds Σ_j w_ij θ_j, or Σ_j of the push-sum shares):
 
-    def _stats(self, update: int, mixed: bool, waited: float, staleness: int | None) -> dict[str, Any]:
-        return {"gossip_mixed": int(mixed), "gossip_wait_s": waited, "staleness": staleness,
+        plain: θ_i ← c_i (w_ii θ_i + Σ_j w_ij θ_j), c_i = 1 / (w_ii + Σ_j w_ij) (`mixing_scale`, over the senders
+        j mixed); push-sum: θ_i ← (w_kept θ_i + Σ_j (w_j θ_j)) / w_i with the new weight w_i = w_kept + Σ_j w_j."""
+        if self.push_sum:
+            self.ps_weight = self._kept + delivery.weight
+            return delivery.total.add_(self.theta, alpha=self._kept).div_(self.ps_weight)
+        scale = mixing_scale(peers.self_weight, delivery.weight)
+        return delivery.total.add_(self.theta, alpha=peers.self_weight).mul_(scale)
+
+    def _stats(self, mixed: bool, waited: float) -> dict[str, Any]:
+        return {"gossip_mixed": int(mixed), "gossip_wait_s": waited, "staleness": self.last_staleness,
                 "consecutive_skips": self.skips, "messages_sent": self.channel.sent,
                 "messages_dropped": self.channel.dropped, "messages_received": self.channel.mailbox.received,
                 **{f"gossip_{k}_total": v for k, v in self.totals.items()}}
@@ -292,12 +325,12 @@ def _coupling(cfg, ctx, model: nn.Module) -> Independent:
         if ctx.shared is None:
             raise ValueError("algo: 'a3c' shares one model in memory, so its learners must be started by galakit "
                              "on one machine (not by torchrun); accepted there: 'gala', 'allreduce', 'a2c'")
-        return SharedModel(ctx.shared.model, ctx.stop)
+        return SharedModel(ctx.shared, ctx.stop)
     if cfg.gossip_transport == "shared_memory" and ctx.slots is None:
         raise ValueError("gossip_transport: 'shared_memory' needs learners that galakit starts on one machine "
                          "(not torchrun); accepted there: 'gloo', 'auto'")
     return Gossip(gossip_schedule(cfg, ctx.world_size), ctx.rank, model, cfg.sync_freq, cfg.push_sum, ctx.stop,
-                  ctx.gossip_group, ctx.slots)
+                  ctx.gossip_group, ctx.slots, policy=cfg.gossip_policy)
 
 
 def shared_slots(schedule: Schedule, dim: int, mp_context) -> SharedSlots | None:
@@ -314,6 +347,11 @@ def shared_slots(schedule: Schedule, dim: int, mp_context) -> SharedSlots | None
 
 
 def gossip_schedule(cfg, n: int) -> Schedule:
-    """The topology schedule of a GALA run of n learners (``cfg.peers`` applies to rings)."""
+    """The topology schedule of a GALA run of n learners: the user's own for a custom graph, else the named one
+    built for n (``cfg.peers`` applies to rings)."""
+    if isinstance(cfg.topology, Schedule):
+        if cfg.topology.n != n:
+            fail("num_learners", n, f"{cfg.topology.n}, the nodes of the topology's graph")
+        return cfg.topology
     peers = {"peers": cfg.peers} if cfg.topology in ("ring", "undirected_ring") else {}
     return build_topology(cfg.topology, n, seed=cfg.seed, **peers)

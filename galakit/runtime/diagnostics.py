@@ -37,8 +37,58 @@ import numpy as np
 import torch
 
 from galakit.gossip.consensus import consensus_error, distance_to_average, epsilon_bound, max_pairwise_distance
-from galakit.io.metrics import ConsensusWriter
+from galakit.io.observers import ConsensusLog, Observer
 from galakit.runtime.transport import GossipChannel
+
+
+class Probe:
+    """What a learner of a run reports besides its rows: a heartbeat after each update (for the supervisor's stall
+    check, ``galakit.runtime.heartbeat``), and, every ``diag_interval`` updates, its parameters θ_i (D,) and its
+    largest local step ‖θ after − θ before‖ (α G of the ε bound) on the diagnostics board.
+
+    The learner calls ``before_step`` / ``after_step`` around its A2C step and ``after_update`` once its update
+    (coupling included) is done. Without a board or heartbeats (one learner in the caller's process) every call
+    does nothing.
+    """
+
+    def __init__(self, rank: int, interval: int, board=None, heartbeats=None):
+        self.rank, self.interval, self.board, self.heartbeats = rank, interval, board, heartbeats
+        self.max_step_norm = 0.0
+        self._before: torch.Tensor | None = None  # θ before the step, (D,), reused at every update
+        self._after: torch.Tensor | None = None
+
+    @property
+    def measuring(self) -> bool:
+        return self.board is not None and self.interval > 0
+
+    def before_step(self, model: torch.nn.Module) -> None:
+        if self.measuring:
+            self._before = self._flat(model, self._before)
+
+    def after_step(self, model: torch.nn.Module) -> dict[str, float]:
+        """{"step_norm": ‖θ after − θ before‖} of the A2C step just taken (empty when not measuring)."""
+        if not self.measuring:
+            return {}
+        step_norm = float(self._before.sub_(self._flat(model, self._after)).norm())
+        self.max_step_norm = max(self.max_step_norm, step_norm)
+        return {"step_norm": step_norm}
+
+    def after_update(self, model: torch.nn.Module, update: int, final: bool = False) -> None:
+        """Beat; publish θ_i every ``interval`` updates, and at the ``final`` update whatever it is."""
+        if self.heartbeats is not None and not final:
+            self.heartbeats.beat(self.rank)
+        if self.measuring and (update % self.interval == 0) != final:
+            self._after = self._flat(model, self._after)
+            self.board.publish(self.rank, update, self._after, self.max_step_norm)
+
+    @staticmethod
+    def _flat(model: torch.nn.Module, out: torch.Tensor | None) -> torch.Tensor:
+        from galakit.runtime.coupling import flatten_into
+
+        params = list(model.parameters())
+        if out is None:
+            out = torch.empty(sum(p.numel() for p in params))
+        return flatten_into(params, out)
 
 
 class DiagnosticsBoard:
@@ -150,7 +200,8 @@ class RelayBoard:
 
 
 class ConsensusRecorder:
-    """Takes readings of a board and logs them to ``<run_dir>/consensus.csv`` and TensorBoard.
+    """Takes readings of a board, logs them to ``<run_dir>/consensus.csv`` and TensorBoard (``ConsensusLog``) and
+    hands each to ``observer`` (the run's observers: ``on_consensus``).
 
     ``rho``: the contraction of one period of the topology's schedule (None: no bound); ``period``: τ, the number
     of gossip steps ``rho`` covers; ``e0``: the initial spread ‖E_0‖_F. `ConsensusRecorder.for_run` reads all three
@@ -162,18 +213,20 @@ class ConsensusRecorder:
     """
 
     def __init__(self, rho: float | None, run_dir: str | Path, tensorboard: bool = True, *, period: int = 1,
-                 e0: float = 0.0):
+                 e0: float = 0.0, observer: Observer | None = None):
         self.rho, self.run_dir, self.tensorboard = rho, Path(run_dir), tensorboard
         self.period, self.e0 = period, e0
         self.readings: list[dict[str, Any]] = []
         self._updates: np.ndarray | None = None  # what the last reading saw
-        self._writer: ConsensusWriter | None = None
+        self._log = ConsensusLog(run_dir, tensorboard)
+        self.observer = observer  # gets each reading after the log (the run's observers)
 
     @classmethod
-    def for_run(cls, cfg, run_dir: str | Path) -> ConsensusRecorder:
+    def for_run(cls, cfg, run_dir: str | Path, observer: Observer | None = None) -> ConsensusRecorder:
         """The recorder of a run of ``cfg`` (a ``Config``): ρ and τ of its coupling, e0 of its initial models."""
         rho, period = coupling_contraction(cfg)
-        return cls(rho, run_dir, cfg.tensorboard, period=period, e0=initial_spread(cfg) if rho is not None else 0.0)
+        return cls(rho, run_dir, cfg.tensorboard, period=period, e0=initial_spread(cfg) if rho is not None else 0.0,
+                   observer=observer)
 
     def record(self, board: DiagnosticsBoard | RelayBoard, final: bool = False) -> dict[str, Any] | None:
         """The new reading, or None when there is nothing new to read (or some learner has not published yet)."""
@@ -184,15 +237,14 @@ class ConsensusRecorder:
         if reading is None:
             return None
         self._updates = np.asarray(reading["updates"])
-        if self._writer is None:
-            self._writer = ConsensusWriter(self.run_dir, len(reading["distance_to_average"]), self.tensorboard)
-        self._writer.write(reading)
+        self._log.on_consensus(reading)
         self.readings.append(reading)
+        if self.observer is not None:
+            self.observer.on_consensus(reading)
         return reading
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        self._log.on_end(None)
 
 
 def coupling_contraction(cfg) -> tuple[float | None, int]:
@@ -213,7 +265,8 @@ def initial_spread(cfg) -> float:
     else computed from the models each learner draws (seed + rank), on one simulator's spaces."""
     if cfg.identical_init or cfg.num_learners == 1:
         return 0.0
-    from galakit.rl.learner import build_env, initial_model
+    from galakit.rl.envs import build_env
+    from galakit.rl.models import initial_model
 
     env = build_env(cfg.replace(num_envs=1), num_threads=1)
     shape, actions = env.single_observation_space.shape, int(env.single_action_space.n)

@@ -18,6 +18,12 @@ ask "has my peer's message arrived?" without blocking. Instead each learner runs
 The learner's own thread never blocks on the network: it posts its parameters and looks into the mailbox.
 gloo releases the GIL during transfers, so both threads overlap with the learner's rollout and update.
 
+What happens to a message its receiver has not read when a newer one comes is the write policy
+(`galakit.gossip.rule.WritePolicy`, the same rule the simulator applies): under "latest" the newer replaces it,
+under "skip" the unread one stays and the newer is dropped. Neither transport tells a sender when its message is
+read, so the receiver's ``Mailbox`` enforces the rule; over shared memory the sender also leaves a slot alone
+that still holds a message (``SharedMemoryChannel``).
+
 A message is one float32 vector: ``[step, push-sum weight, kind, oldest step, θ_1 … θ_D]``: the sender's update
 index, its push-sum weight, PARAMS or STOP, and the oldest update index summed into the message (push-sum over
 shared memory adds a new message to one the receiver has not taken; otherwise it equals the step). When a learner
@@ -34,6 +40,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from galakit.gossip.rule import DEFAULT_POLICY, WritePolicy
+from galakit.validation import fail
 
 HEADER = 4
 PARAMS, STOP = 0.0, 1.0
@@ -56,10 +65,14 @@ class Delivery:
 
 class Mailbox:
     """Messages received by one learner, by sender and by the sender's update index (step), kept as
-    ``policy`` says:
+    ``policy`` (a `galakit.gossip.rule.WritePolicy`) says:
 
-    * ``"latest"`` (asynchronous gossip): each sender's newest message replaces older ones: a learner averages
-      with the freshest parameters it has;
+    * ``"latest"`` (asynchronous gossip, the default): each sender's newest message replaces an unread one: a
+      learner averages with the freshest parameters it has;
+    * ``"skip"`` (asynchronous gossip, the official code's rule): a sender's unread message stays, and newer ones
+      are discarded (``discarded`` counts them) until it is taken: the learner mixes the first message sent after
+      its previous read. The official sender skips writing instead; galakit's transports do not tell a sender
+      when its message is read, so the receiver drops what that sender would not have written;
     * ``"sum"`` (push-sum): messages from a sender are added up, since push-sum mass must never be lost;
     * ``"exact"`` (synchronous gossip): every message is kept until the receiver takes the messages of exactly
       its own step, so that each step applies one W_k and the network average is preserved.
@@ -68,18 +81,19 @@ class Mailbox:
     steady-state gossip allocates no memory: fresh multi-megabyte allocations cost more than the copies.
     """
 
-    POLICIES = ("latest", "sum", "exact")
+    POLICIES = tuple(WritePolicy)
 
-    def __init__(self, world_size: int, policy: str = "latest"):
+    def __init__(self, world_size: int, policy: WritePolicy | str = DEFAULT_POLICY):
         if policy not in self.POLICIES:
-            raise ValueError(f"policy: got {policy!r}; accepted: {self.POLICIES}")
-        self.policy = policy
+            fail("policy", policy, ", ".join(repr(str(p)) for p in self.POLICIES))
+        self.policy = WritePolicy(policy)
         self.inbox: list[dict[int, tuple[torch.Tensor, float]]] = [{} for _ in range(world_size)]
         self.spare: list[torch.Tensor] = []  # buffers of taken or replaced messages, reused by deliver
         self.last_step = [-1] * world_size   # newest step received from each sender (taken or not)
         self.known_update = [-1] * world_size  # newest update index known of each sender (see ``age``)
         self.stopped = [False] * world_size
         self.received = 0
+        self.discarded = 0  # "skip": messages dropped because the sender's previous one was still unread
         self.changed = threading.Condition(threading.RLock())
 
     def deliver(self, src: int, message: torch.Tensor) -> None:
@@ -92,11 +106,13 @@ class Mailbox:
                 self.stopped[src] = True
             else:
                 box, payload = self.inbox[src], message[HEADER:]
-                if self.policy == "sum" and box:
+                if self.policy == WritePolicy.SUM and box:
                     (first, (total, mass)), = box.items()
                     box[first] = (total.add_(payload), mass + weight)
+                elif self.policy == WritePolicy.SKIP and box:
+                    self.discarded += 1
                 else:
-                    if self.policy == "latest":
+                    if self.policy == WritePolicy.LATEST:
                         self.spare += [vector for vector, _ in box.values()]
                         box.clear()
                     buffer = self.spare.pop() if self.spare else torch.empty_like(payload)
@@ -180,7 +196,7 @@ class Mailbox:
     def ready(self, senders: tuple[int, ...], step: int) -> bool:
         """The condition ``wait_for`` waits for."""
         with self.changed:
-            if self.policy == "exact":
+            if self.policy == WritePolicy.EXACT:
                 return all(self.stopped[j] or step in self.inbox[j] for j in senders)
             return all(self.stopped[j] or self.inbox[j] or self.last_step[j] >= step for j in senders)
 
@@ -191,7 +207,7 @@ class GossipChannel:
     ``group`` must hold every rank of the run, in order (``dist.new_group()``), so that group ranks are ranks.
     """
 
-    def __init__(self, rank: int, world_size: int, dim: int, policy: str = "latest", group=None):
+    def __init__(self, rank: int, world_size: int, dim: int, policy: WritePolicy | str = DEFAULT_POLICY, group=None):
         self.rank, self.world_size, self.dim = rank, world_size, dim
         self.group = group
         self.mailbox = Mailbox(world_size, policy)
@@ -324,11 +340,15 @@ class SharedMemoryChannel:
     ``post`` writes θ into the slot of each edge rank → destination. A message the receiver has not taken yet is
     replaced (``dropped`` counts the posts that replaced one) unless ``keep_every_message``: then push-sum adds the
     new message to it (sums of push-sum messages are what the receiver would add up anyway), and synchronous gossip
-    waits until the receiver has polled it into its mailbox. ``poll`` moves the messages waiting in the
+    waits until the receiver has polled it into its mailbox. Under the "skip" policy the message waiting there
+    stays and the post skips that slot (``dropped`` counts it too): with the mailbox, which keeps an unread message
+    until it is taken, the receiver mixes the first message sent after its previous read, as the official code's
+    sender, which skips writing while its message is unread, makes it. ``poll`` moves the messages waiting in the
     slots of edges j → rank into the same ``Mailbox`` the gloo transport fills, so both transports mix alike.
     """
 
-    def __init__(self, rank: int, world_size: int, dim: int, slots: SharedSlots, policy: str = "latest"):
+    def __init__(self, rank: int, world_size: int, dim: int, slots: SharedSlots,
+                 policy: WritePolicy | str = DEFAULT_POLICY):
         self.rank, self.shared = rank, slots  # (dim: GossipChannel's signature; the slots know their size)
         self.mailbox = Mailbox(world_size, policy)
         self.sent = self.dropped = 0
@@ -340,13 +360,16 @@ class SharedMemoryChannel:
         self.shared.updates[self.rank] = step  # before the slots: a receiver never sees a message newer than this
         for dst in destinations:
             k = self.shared.index[(self.rank, dst)]
-            must_wait = keep_every_message and self.mailbox.policy != "sum"
+            must_wait = keep_every_message and self.mailbox.policy != WritePolicy.SUM
             pause = Backoff()
             while must_wait and self.shared.full[k] and not self.shared.stopped[dst]:
                 self.poll()  # take our own messages meanwhile, so that two learners never wait on each other
                 pause.sleep()
             with self.shared.locks[k]:
                 slot, accumulate = self.shared.slots[k], bool(self.shared.full[k])
+                if accumulate and self.mailbox.policy == WritePolicy.SKIP:  # the unread message stays
+                    replaced = True
+                    continue
                 if accumulate and keep_every_message:  # push-sum: add to the waiting message (keeps its oldest step)
                     slot[HEADER:].add_(vector)
                     slot[1] += weight

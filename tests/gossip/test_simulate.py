@@ -1,4 +1,8 @@
-"""The gossip rule and the simulator (galakit.gossip.simulate): sync, async with GALA's sync_freq, push-sum, ε-ball."""
+"""The gossip rule (galakit.gossip.rule) and the simulator (galakit.gossip.simulate): sync, async with GALA's
+sync_freq and either write policy, push-sum, ε-ball."""
+
+import subprocess
+import sys
 
 import networkx as nx
 import numpy as np
@@ -9,16 +13,16 @@ from hypothesis import strategies as st
 
 from galakit.gossip import simulate as gossip
 from galakit.gossip.consensus import epsilon_bound, max_pairwise_distance
-from galakit.gossip.simulate import (
+from galakit.gossip.rule import (
+    DEFAULT_POLICY,
     GossipAction,
+    WritePolicy,
     gossip_action,
-    local_updates,
     mix,
-    random_delays,
-    simulate_async,
-    simulate_push_sum,
-    simulate_sync,
+    mixing_scale,
+    resolve_policy,
 )
+from galakit.gossip.simulate import local_updates, random_delays, simulate_async, simulate_push_sum, simulate_sync
 from galakit.gossip.topology import build_topology, from_adjacency, from_networkx, one_peer_exponential, star
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,6 +51,35 @@ def test_gossip_action_works_elementwise():
     assert actions.tolist() == [GossipAction.MIX, GossipAction.SKIP, GossipAction.BLOCK]
 
 
+def test_mix_on_star_divides_each_row_by_its_sum_unless_told_to_apply_w_as_given():
+    peers = star(4).peers(0)  # the hub: W_00 = 1/4, W_0j = 1/2 from each of the 3 leaves (row sum 7/4)
+    own, messages = np.array([7.0]), [np.array([0.0]), np.array([7.0]), np.array([14.0])]
+    assert np.allclose(mix(own, messages, peers), (0.25 * 7 + 0.5 * 21) / 1.75)  # = 7: a convex combination
+    assert np.allclose(mix(own, messages, peers, normalise=False), 0.25 * 7 + 0.5 * 21)
+
+
+def test_mixing_scale_is_one_over_the_row_sum_or_one():
+    assert mixing_scale(0.25, 1.5) == pytest.approx(1 / 1.75)
+    assert mixing_scale(0.25, 1.5, normalise=False) == 1.0
+    assert np.allclose(mixing_scale(np.array([0.5, 0.25]), np.array([0.5, 1.5])), [1.0, 1 / 1.75])
+
+
+def test_the_policy_a_learner_follows_is_its_choice_unless_push_sum_or_synchronous_gossip_needs_another():
+    assert DEFAULT_POLICY is WritePolicy.LATEST and WritePolicy("skip") is WritePolicy.SKIP
+    assert resolve_policy("skip", sync_freq=None) is WritePolicy.SKIP
+    assert resolve_policy("latest", sync_freq=3) is WritePolicy.LATEST
+    assert resolve_policy("skip", sync_freq=0) is WritePolicy.EXACT  # step k mixes the step-k messages
+    assert resolve_policy("latest", sync_freq=0, push_sum=True) is WritePolicy.SUM
+    with pytest.raises(ValueError, match="^policy: got 'exact'; accepted: 'latest' .* or 'skip'"):
+        resolve_policy("exact", sync_freq=None)  # a mode's need, not a choice
+
+
+def test_the_rule_module_loads_no_torch():
+    code = "import sys, galakit.gossip.rule; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_mix_is_one_row_of_w_times_x():
     schedule = build_topology("ring", 5, peers=2)
     x = torch.as_tensor(random_x(5))
@@ -57,7 +90,7 @@ def test_mix_is_one_row_of_w_times_x():
 
 def test_mix_needs_one_message_per_in_peer():
     peers = build_topology("ring", 4).peers(0)
-    with pytest.raises(ValueError, match="expects 1 messages \\(from \\[3\\]\\), got 2"):
+    with pytest.raises(ValueError, match="^messages: got 2 \\(rank 0 at step 0 hears from \\[3\\]\\); accepted: 1,"):
         mix(np.zeros(2), [np.zeros(2), np.zeros(2)], peers)
 
 
@@ -72,9 +105,19 @@ def test_sync_gossip_is_x_k_plus_one_equals_w_k_x_k(name, n):
     trace = simulate_sync(schedule, x0, 7, store_values=True)
     x = x0
     for k in range(7):
-        x = schedule.mixing_matrix(k) @ x
+        W = schedule.mixing_matrix(k)
+        x = (W / W.sum(axis=1, keepdims=True)) @ x  # rows divided by their sums: W itself but on star
         assert np.allclose(trace.values[k + 1], x, atol=1e-12)
     assert np.allclose(trace.final, x, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [7, 80])  # dense product, gather
+def test_sync_gossip_on_star_applies_w_as_given_when_told_not_to_normalise(n):
+    schedule, x0 = star(n), random_x(n)
+    W = schedule.mixing_matrix()
+    assert not np.allclose(W.sum(axis=1), 1)  # only column-stochastic: normalising changes it
+    trace = simulate_sync(schedule, x0, 3, normalise=False, store_values=True)
+    assert np.allclose(trace.values[3], W @ W @ W @ x0, atol=1e-12)
 
 
 def test_one_peer_exponential_reaches_exact_consensus_after_log2_n_steps():
@@ -114,7 +157,8 @@ def test_float32_input_is_simulated_in_float32():
 
 
 def test_x0_with_the_wrong_number_of_learners_is_rejected():
-    with pytest.raises(ValueError, match="x0 must have shape \\(n,\\) or \\(n, d\\) with n = 4 .* got \\(5, 2\\)"):
+    with pytest.raises(ValueError, match="^x0: got an array of shape \\(5, 2\\) .*; accepted: shape \\(n,\\) or "
+                                         "\\(n, d\\) with n = 4"):
         simulate_sync(build_topology("ring", 4), np.zeros((5, 2)), 3)
 
 
@@ -127,7 +171,7 @@ def test_gradient_noise_rows_have_norm_exactly_g():
 
 
 def test_grad_fn_and_grad_bound_are_exclusive():
-    with pytest.raises(ValueError, match="either grad_fn .* or grad_bound"):
+    with pytest.raises(ValueError, match="^grad_bound: got 1.0 \\(grad_fn is given too\\); accepted: 0 when grad_fn"):
         local_updates(0.1, grad_bound=1.0, grad_fn=lambda k, x: x)
 
 
@@ -161,20 +205,22 @@ def test_one_peer_exponential_stays_in_the_windowed_epsilon_ball(n, alpha, seed)
 
 
 @pytest.mark.parametrize("sync_freq", [0, 3, HUGE])
-def test_async_without_delays_is_synchronous_gossip(sync_freq):
+@pytest.mark.parametrize("policy", ["latest", "skip"])
+def test_async_without_delays_is_synchronous_gossip(sync_freq, policy):
     schedule = build_topology("ring", 6, peers=2)
     x0 = random_x(6)
-    a = simulate_async(schedule, x0, 15, sync_freq=sync_freq, alpha=0.1, grad_bound=1.0, seed=3)
+    a = simulate_async(schedule, x0, 15, sync_freq=sync_freq, policy=policy, alpha=0.1, grad_bound=1.0, seed=3)
     s = simulate_sync(schedule, x0, 15, alpha=0.1, grad_bound=1.0, seed=3)
     assert np.allclose(a.final, s.final, atol=1e-12)
     assert a.mixed.all() and not a.skipped.any() and not a.blocked.any()
 
 
-def test_with_huge_sync_freq_a_learner_whose_in_peer_is_silent_keeps_going_without_mixing():
+@pytest.mark.parametrize("policy", ["latest", "skip"])
+def test_with_huge_sync_freq_a_learner_whose_in_peer_is_silent_keeps_going_without_mixing(policy):
     schedule = build_topology("ring", 4)  # learner 0 hears only from 3
     silent = lambda step, senders, receivers: np.where(senders == 3, -1, 0)  # noqa: E731 (every message dropped)
     x0 = random_x(4)
-    trace = simulate_async(schedule, x0, 30, sync_freq=HUGE, delay=silent, alpha=0.1,
+    trace = simulate_async(schedule, x0, 30, sync_freq=HUGE, policy=policy, delay=silent, alpha=0.1,
                            grad_fn=lambda k, x: torch.ones_like(x))
     assert not trace.mixed[:, 0].any() and not trace.blocked[:, 0].any()
     assert trace.skipped[:, 0].all() and trace.staleness[:, 0].tolist() == list(range(1, 31))
@@ -182,62 +228,90 @@ def test_with_huge_sync_freq_a_learner_whose_in_peer_is_silent_keeps_going_witho
     assert trace.mixed[:, 1:3].all()  # the others keep gossiping
 
 
+def late_first_message(step, senders, receivers, late=10):
+    """3's first message to 0 arrives at step 10; every other message is immediate."""
+    return np.where((step == 0) & (senders == 3), late, 0)
+
+
+@pytest.mark.parametrize("policy", ["skip", "latest"])
 @pytest.mark.parametrize("sync_freq", [0, 1, 3])
-def test_with_sync_freq_s_a_learner_blocks_after_s_skips_until_the_message_arrives(sync_freq):
-    schedule = build_topology("ring", 4)
-    late = 10  # 3's first message to 0 arrives at step 10; every other message is immediate
-
-    def delay(step, senders, receivers):
-        return np.where((step == 0) & (senders == 3), late, 0)
-
-    x0 = random_x(4)
-    trace = simulate_async(schedule, x0, 14, sync_freq=sync_freq, delay=delay, store_values=True)
+def test_with_sync_freq_s_a_learner_blocks_after_s_skips_until_the_message_arrives(sync_freq, policy):
+    x0, late = random_x(4), 10
+    trace = simulate_async(build_topology("ring", 4), x0, 14, sync_freq=sync_freq, delay=late_first_message,
+                           policy=policy, store_values=True)
     s = sync_freq
     assert trace.skipped[:s, 0].all() and not trace.skipped[s:late + 1, 0].any()
     assert not trace.blocked[:s, 0].any() and trace.blocked[s:late, 0].all()
     assert not trace.mixed[:late, 0].any() and trace.mixed[late, 0]
     assert trace.staleness[late - 1, 0] == s and trace.staleness[late, 0] == 0
-    # The message is stale: 3's parameters as written at step 0, although 3 has mixed since.
-    assert np.allclose(trace.values[late + 1, 0], (x0[0] + x0[3]) / 2)
-    assert not np.allclose(trace.values[late, 3], x0[3])
+    assert not np.allclose(trace.values[late, 3], x0[3])  # 3 has mixed since its first message
+    if policy == "skip":  # the official rule: 3 wrote nothing more while its first message was on its way ...
+        assert np.allclose(trace.values[late + 1, 0], (x0[0] + x0[3]) / 2)  # ... so 0 mixes that stale one
+        assert trace.age[late, 0] == late - trace.blocked[:late, 3].sum()  # 3's updates since (it waits too)
+    else:  # 3's newer writes queued behind it, the newest arrives with it and replaces it: 3's θ of step 10
+        assert np.allclose(trace.values[late + 1, 0], (x0[0] + trace.values[late, 3]) / 2)
+        assert trace.age[late, 0] == 0
 
 
-def test_a_blocked_learner_takes_no_local_steps():
+@pytest.mark.parametrize(("policy", "age"), [("latest", 0), ("skip", 3)])
+def test_a_slow_learner_mixes_its_fast_in_peers_newest_parameters_or_under_skip_one_of_its_own_period_ago(policy,
+                                                                                                         age):
+    # ring of 4: learner 0 finishes an update every 4 steps and hears from 3, who updates at every step
+    trace = simulate_async(build_topology("ring", 4), random_x(4), 40, sync_freq=HUGE, policy=policy,
+                           update_every=[4, 1, 1, 1])
+    assert trace.mixed[3::4, 0].all() and not trace.mixed[:, 0].reshape(10, 4)[:, :3].any()  # only when done
+    assert set(trace.age[trace.mixed[:, 0], 0][1:].tolist()) == {age}  # (the first: 3's first message, age 3)
+    # its out-peer 1 hears from it once every 4 steps, whatever the policy: it mixes each message exactly once
+    assert trace.mixed[:, 1].sum() == 10 and trace.skipped[:, 1].sum() == 30
+
+
+def test_update_every_needs_one_positive_int_per_learner():
+    with pytest.raises(ValueError, match="^update_every: got \\[1, 2\\]; accepted: an int >= 1, or 4 of them"):
+        simulate_async(build_topology("ring", 4), random_x(4), 5, sync_freq=1, update_every=[1, 2])
+
+
+@pytest.mark.parametrize("policy", ["latest", "skip"])
+def test_a_blocked_learner_takes_no_local_steps(policy):
     schedule = build_topology("ring", 4)
     delay = lambda step, senders, receivers: np.where((step == 0) & (senders == 3), 5, 0)  # noqa: E731
-    trace = simulate_async(schedule, np.zeros((4, 1)), 5, sync_freq=0, delay=delay, alpha=1.0,
+    trace = simulate_async(schedule, np.zeros((4, 1)), 5, sync_freq=0, policy=policy, delay=delay, alpha=1.0,
                            grad_fn=lambda k, x: torch.ones_like(x), store_values=True)
     assert trace.blocked[:5, 0].all()
     assert trace.values[1:, 0, 0].tolist() == [-1.0] * 5  # one local step (at step 0), then waiting
 
 
-def test_sync_freq_zero_never_skips():
-    trace = simulate_async(build_topology("ring", 8), random_x(8), 100, sync_freq=0,
+@pytest.mark.parametrize("policy", ["latest", "skip"])
+def test_sync_freq_zero_never_skips(policy):
+    trace = simulate_async(build_topology("ring", 8), random_x(8), 100, sync_freq=0, policy=policy,
                            delay=random_delays(max_delay=3, seed=0))
     assert not trace.skipped.any() and trace.blocked.any()
 
 
-def test_drops_do_not_deadlock_blocking_learners():
-    trace = simulate_async(build_topology("ring", 8), random_x(8), 300, sync_freq=1,
+@pytest.mark.parametrize("policy", ["latest", "skip"])
+def test_drops_do_not_deadlock_blocking_learners(policy):
+    trace = simulate_async(build_topology("ring", 8), random_x(8), 300, sync_freq=1, policy=policy,
                            delay=random_delays(max_delay=2, drop_prob=0.3, seed=1))
     assert trace.mixed[-60:].any(axis=0).all()  # everyone still mixes near the end
     assert trace.consensus_error[-1] < 1e-3 * trace.consensus_error[0]
 
 
-def test_async_gossip_reaches_consensus_but_the_average_drifts():
-    trace = simulate_async(build_topology("ring", 8), random_x(8), 400, sync_freq=2,
+@pytest.mark.parametrize("policy", ["latest", "skip"])
+def test_async_gossip_reaches_consensus_but_the_average_drifts(policy):
+    trace = simulate_async(build_topology("ring", 8), random_x(8), 400, sync_freq=2, policy=policy,
                            delay=random_delays(max_delay=4, seed=2))
     assert trace.consensus_error[-1] < 1e-3 * trace.consensus_error[0]
     assert np.abs(trace.mean[-1] - trace.mean[0]).max() > 1e-6  # plain averaging, not push-sum
 
 
 def test_async_rejects_time_varying_schedules_and_bad_arguments():
-    with pytest.raises(ValueError, match="static graph .* has period 3"):
+    with pytest.raises(ValueError, match="^schedule: got 'one_peer_exponential' with period 3 .*; accepted: a static"):
         simulate_async(one_peer_exponential(8), random_x(8), 5, sync_freq=1)
-    with pytest.raises(ValueError, match="sync_freq must be ≥ 0"):
+    with pytest.raises(ValueError, match="^sync_freq: got -1; accepted: an int >= 0"):
         simulate_async(build_topology("ring", 4), random_x(4), 5, sync_freq=-1)
-    with pytest.raises(ValueError, match="delay must be an int ≥ 0 or a function"):
+    with pytest.raises(ValueError, match="^delay: got -2; accepted: an int >= 0 .* or a function"):
         simulate_async(build_topology("ring", 4), random_x(4), 5, sync_freq=1, delay=-2)
+    with pytest.raises(ValueError, match="^policy: got 'newest'; accepted: 'latest'"):
+        simulate_async(build_topology("ring", 4), random_x(4), 5, sync_freq=1, policy="newest")
 
 
 # ---------------------------------------------------------------------------------------------------- push-sum
@@ -264,11 +338,15 @@ def test_push_sum_conserves_mass_and_weight_and_finds_the_true_mean(n, d, seed):
 def test_push_sum_recovers_the_mean_where_plain_gossip_does_not():
     x0 = np.arange(6.0)[:, None]
     assert np.allclose(simulate_push_sum(star(6), x0, 60).final, 2.5, atol=1e-8)
-    plain = simulate_sync(star(6), x0, 60).final
+    # Plain gossip with rows normalised agrees on the average weighted by the stationary distribution π of the
+    # normalised W (hub 4/19, each leaf 3/19): 45/19, not the mean 2.5; with W as given it drifts away entirely.
+    assert np.allclose(simulate_sync(star(6), x0, 60).final, 45 / 19, atol=1e-6)
+    plain = simulate_sync(star(6), x0, 60, normalise=False).final
     assert np.abs(plain - 2.5).max() > 1.0
 
 
 def test_push_sum_needs_column_stochastic_weights():
     row_stochastic = from_adjacency(np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.5, 0.25, 0.25]]))
-    with pytest.raises(ValueError, match="push-sum needs column-stochastic .* column 1 .* sums to 1.25"):
+    with pytest.raises(ValueError, match="^schedule: got .* column 1 .* sums to 1.25\\); accepted: a column-stochastic "
+                                         "schedule: push-sum needs"):
         simulate_push_sum(row_stochastic, random_x(3), 3)

@@ -16,8 +16,10 @@ import torch
 import galakit
 from galakit.config import Config
 from galakit.io.checkpoint import list_checkpoints, load_checkpoint
-from galakit.rl.learner import initial_model
+from galakit.rl.models import initial_model
 from galakit.runtime.launch import LearnerError
+
+pytestmark = pytest.mark.processes  # every test here starts learner processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,29 +114,24 @@ def test_allreduce_keeps_learners_identical_after_every_update(tmp_path):
     assert not torch.allclose(pa, first)  # they did learn
 
 
-def _update_rate(tmp_path, name, **kw) -> tuple[float, dict]:
-    """Updates/s of learner 1 (never slowed) and its last progress row."""
+def _last_row(tmp_path, name, **kw) -> dict:
+    """The last progress row of learner 1 (never slowed) in a 2-learner GALA run."""
     c = cfg(tmp_path / name, algo="gala", num_learners=2, total_timesteps=2 * 2 * 5 * 400, log_interval=400,
             torch_threads=1, **kw)
-    metrics = galakit.train(c)
-    row = [r for r in metrics.progress if r["rank"] == 1][-1]
-    return row["SPS"] / c.batch_size, row
+    return [r for r in galakit.train(c).progress if r["rank"] == 1][-1]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_slow_learner_slows_the_others_only_when_gossip_must_wait(tmp_path, transport):
-    base, _ = _update_rate(tmp_path, "base", gossip_transport=transport)
-    free, free_row = _update_rate(tmp_path, "free", slow_learners=(0,), slowdown=20.0, gossip_transport=transport)
-    # this VM's speed drifts by tens of percent from one minute to the next: compare the free learner with the
-    # slower of the runs just before and just after it (a learner that waited would run ~20 times slower)
-    base = min(base, _update_rate(tmp_path, "base_again", gossip_transport=transport)[0])
-    bound, bound_row = _update_rate(tmp_path, "bound", slow_learners=(0,), slowdown=20.0, sync_freq=1,
-                                    gossip_transport=transport)
-    assert free >= 0.8 * base, (free, base)
-    assert bound < 0.6 * base, (bound, base)
-    # the counters tell why: the free learner skipped mixing, the bound one waited for its slow in-peer
+    # Counted, not timed (this VM's speed drifts by tens of percent from one minute to the next): learner 1 never
+    # waits for its 20-times-slower in-peer unless sync_freq bounds the skips (sync_freq=1: it waits after each skip).
+    free_row = _last_row(tmp_path, "free", slow_learners=(0,), slowdown=20.0, gossip_transport=transport)
+    bound_row = _last_row(tmp_path, "bound", slow_learners=(0,), slowdown=20.0, sync_freq=1,
+                          gossip_transport=transport)
+    # the free learner skipped mixing (its in-peer's message was not there) and never waited
     assert free_row["gossip_skipped_total"] > 0.5 * free_row["update"]
     assert free_row["gossip_waits_total"] == 0
+    # the bound one waited for its slow in-peer after each skip
     assert bound_row["gossip_waits_total"] > 0.3 * bound_row["update"]
 
 
@@ -190,8 +187,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_one_gala_learner_in_the_background_is_plain_a2c(tmp_path):
-    run = galakit.train(cfg(tmp_path, algo="gala", num_learners=1, total_timesteps=2 * 5 * 20, diag_interval=5),
-                        background=True)
+    run = galakit.start(cfg(tmp_path, algo="gala", num_learners=1, total_timesteps=2 * 5 * 20, diag_interval=5))
     metrics = run.wait()
     assert metrics.progress[-1]["global_step"] == 2 * 5 * 20
     assert metrics.consensus[-1]["max_pairwise_distance"] == 0 and metrics.consensus[-1]["epsilon_bound"] is None
@@ -213,8 +209,7 @@ def test_one_peer_exponential_bound_of_8_learners_covers_every_distance_it_measu
 
 
 def test_background_run_can_be_watched_and_stopped(tmp_path):
-    run = galakit.train(cfg(tmp_path, algo="gala", num_learners=2, total_timesteps=10**8, log_interval=5),
-                        background=True)
+    run = galakit.start(cfg(tmp_path, algo="gala", num_learners=2, total_timesteps=10**8, log_interval=5))
     deadline = time.monotonic() + 60
     while {r["rank"] for r in run.metrics.progress} != {0, 1}:  # live rows from both learners
         assert time.monotonic() < deadline and run.error is None
@@ -235,7 +230,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_forkserver_start_method_and_diagnostics(tmp_path):
     c = cfg(tmp_path, algo="gala", num_learners=2, start_method="forkserver", diag_interval=5,
             total_timesteps=2 * 2 * 5 * 100, tensorboard=True)
-    run = galakit.train(c, background=True)
+    run = galakit.start(c)
     metrics = run.wait()
     assert metrics.consensus, "no consensus reading arrived"
     assert run.consensus == metrics.consensus
@@ -302,7 +297,7 @@ def test_torchrun_learners_do_not_outlive_a_killed_agent(tmp_path):
 
 
 def test_a_torchrun_job_gets_a_directory_named_after_it_and_refuses_another_runs(tmp_path, monkeypatch):
-    from galakit.runtime.launch import torchrun_config
+    from galakit.runtime.torchrun import torchrun_config
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job7")
     monkeypatch.chdir(tmp_path)

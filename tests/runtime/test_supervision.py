@@ -19,6 +19,7 @@ from galakit.io.checkpoint import list_checkpoints, load_checkpoint
 from galakit.io.rundir import claim_run_dir
 from galakit.runtime.launch import LearnerError, Run
 
+pytestmark = pytest.mark.processes  # every test here starts learner processes
 
 def wait_for_rows(run, ranks, timeout=90):
     deadline = time.monotonic() + timeout
@@ -38,7 +39,7 @@ KILL_CASES = {
 def error_after_signal(c, rank: int, sig: int) -> tuple[LearnerError, float]:
     """Run 3 learners of ``c``; once all train, send ``sig`` to learner ``rank``: the error the run raised, and
     how many seconds after the signal."""
-    run = galakit.train(c.replace(num_learners=3, total_timesteps=10**9, log_interval=1), background=True)
+    run = galakit.start(c.replace(num_learners=3, total_timesteps=10**9, log_interval=1))
     try:
         wait_for_rows(run, [0, 1, 2])
         os.kill(run._procs[rank].pid, sig)
@@ -63,9 +64,8 @@ PARENT = """
 import sys, time
 import galakit
 if __name__ == "__main__":
-    galakit.train(galakit.Config(env_id="CartPole-v1", algo="gala", num_learners=4, num_envs=2,
-                                 total_timesteps=10**9, run_dir=sys.argv[1], progress=False, tensorboard=False),
-                  background=True)
+    galakit.start(galakit.Config(env_id="CartPole-v1", algo="gala", num_learners=4, num_envs=2,
+                                 total_timesteps=10**9, run_dir=sys.argv[1], progress=False, tensorboard=False))
     print("started", flush=True)
     time.sleep(600)
 """
@@ -105,8 +105,8 @@ def test_no_learner_outlives_a_parent_killed_half_a_second_after_start(tmp_path)
 
 def test_a_run_started_from_a_thread_keeps_its_learners_after_the_thread_ends(tmp_path):
     runs = []
-    starter = threading.Thread(target=lambda: runs.append(galakit.train(
-        cfg(tmp_path, algo="gala", num_learners=2, total_timesteps=10**9, log_interval=1), background=True)))
+    starter = threading.Thread(target=lambda: runs.append(galakit.start(
+        cfg(tmp_path, algo="gala", num_learners=2, total_timesteps=10**9, log_interval=1))))
     starter.start()
     starter.join()
     run = runs[0]
@@ -149,8 +149,8 @@ def is_loopback(address: str) -> bool:
 
 @pytest.mark.parametrize("algo, transport", [("gala", "shared_memory"), ("gala", "gloo"), ("allreduce", "auto")])
 def test_a_spawned_run_listens_on_loopback_only(tmp_path, algo, transport):
-    run = galakit.train(cfg(tmp_path, algo=algo, gossip_transport=transport, num_learners=4, total_timesteps=10**9,
-                            log_interval=1), background=True)
+    run = galakit.start(cfg(tmp_path, algo=algo, gossip_transport=transport, num_learners=4, total_timesteps=10**9,
+                            log_interval=1))
     try:
         wait_for_rows(run, [0, 1, 2, 3])
         addresses = listening_addresses([os.getpid()] + [p.pid for p in run._procs])
@@ -162,8 +162,8 @@ def test_a_spawned_run_listens_on_loopback_only(tmp_path, algo, transport):
 
 def test_stopping_allreduce_learners_leaves_them_at_the_same_update(tmp_path):
     for cycle in range(6):
-        run = galakit.train(cfg(tmp_path / f"c{cycle}", algo="allreduce", num_learners=3, total_timesteps=10**9,
-                                log_interval=1), background=True)
+        run = galakit.start(cfg(tmp_path / f"c{cycle}", algo="allreduce", num_learners=3, total_timesteps=10**9,
+                                log_interval=1))
         wait_for_rows(run, [0, 1, 2])
         time.sleep(0.05 * cycle)
         metrics = run.stop()

@@ -1,5 +1,6 @@
-"""The gossip mailbox on its own (no process group): what each policy keeps, and that recycled buffers never
-change a message that has been taken."""
+"""The gossip mailbox on its own (no process group): what each policy keeps ("latest", "skip", "sum", "exact"),
+and that recycled buffers never change a message that has been taken; the shared-memory channel and two
+gossiping learners in one process."""
 
 import pytest
 import torch
@@ -36,6 +37,19 @@ def test_a_taken_sum_is_not_changed_by_later_deliveries_into_recycled_buffers():
     assert first.tolist() == [3.0, 3.0]
     assert box.take().total.tolist() == [3.0, 3.0]  # the newest message (step 3)
     assert len(box.spare) <= 2                    # steady state: buffers are reused, not allocated
+
+
+def test_skip_keeps_a_senders_unread_message_and_drops_newer_ones_until_it_is_taken():
+    box = Mailbox(world_size=2, policy="skip")
+    box.deliver(1, message(0, [1.0]))
+    box.deliver(1, message(1, [2.0]))             # the step-0 message is unread: this one is dropped
+    box.deliver(1, message(2, [3.0]))
+    assert box.discarded == 2 and box.received == 3 and box.last_step[1] == 2
+    got = box.take()
+    assert got.total.tolist() == [1.0] and got.steps == [0]
+    assert box.age(got) == 2                      # the sender has made 2 updates since: dropped ones count
+    box.deliver(1, message(3, [4.0]))             # read: the next message is kept
+    assert box.take().total.tolist() == [4.0] and box.discarded == 2
 
 
 def test_sum_policy_adds_up_every_message_and_its_mass():
@@ -87,6 +101,18 @@ def test_shared_memory_channel_delivers_the_newest_message_and_counts_the_replac
     assert a.sent == 2 and a.dropped == 1
 
 
+def test_under_skip_a_shared_memory_post_leaves_a_message_the_receiver_has_not_polled():
+    a, b = two_channels("skip")
+    a.post(torch.tensor([1.0, 2.0]), step=0, destinations=(1,))
+    a.post(torch.tensor([3.0, 4.0]), step=1, destinations=(1,))   # b has not polled: step 0 stays
+    b.poll()
+    a.post(torch.tensor([5.0, 6.0]), step=2, destinations=(1,))   # into the empty slot; b's mailbox holds step 0
+    b.poll()                                                        # ... so b's mailbox drops it
+    got = b.mailbox.take()
+    assert got.total.tolist() == [1.0, 2.0] and got.steps == [0] and b.mailbox.age(got) == 2
+    assert a.sent == 3 and a.dropped == 1 and b.mailbox.discarded == 1
+
+
 def test_shared_memory_push_sum_adds_messages_the_receiver_has_not_taken():
     a, b = two_channels("sum")
     a.post(torch.tensor([1.0, 1.0]), step=3, destinations=(1,), weight=0.5, keep_every_message=True)
@@ -135,7 +161,7 @@ def test_two_gossiping_learners_in_one_process_mix_and_keep_parameters_of_their_
 # ---------------------------------------------------------------- staleness: the age of the messages mixed
 
 
-def gossiping_learners(topology: str, n: int):
+def gossiping_learners(topology: str, n: int, policy: str = "latest"):
     import multiprocessing
 
     from galakit.gossip.topology import build_topology
@@ -146,7 +172,7 @@ def gossiping_learners(topology: str, n: int):
     models = [torch.nn.Linear(3, 2) for _ in range(n)]
     dim = sum(p.numel() for p in models[0].parameters())
     slots = shared_slots(schedule, dim, multiprocessing.get_context("spawn"))
-    return models, [Gossip(schedule, rank, models[rank], slots=slots) for rank in range(n)]
+    return models, [Gossip(schedule, rank, models[rank], slots=slots, policy=policy) for rank in range(n)]
 
 
 def test_staleness_is_zero_not_negative_when_the_sender_is_ahead():
@@ -155,6 +181,19 @@ def test_staleness_is_zero_not_negative_when_the_sender_is_ahead():
         learners[0].after_update(models[0], update)
     stats = learners[1].after_update(models[1], 0)    # learner 1, at update 0, mixes the newest message: age 0
     assert stats["gossip_mixed"] == 1 and stats["staleness"] == 0  # (was 0 − 9 = −9: the learners' offset)
+
+
+@pytest.mark.parametrize(("policy", "mixed", "staleness"), [("latest", 9.0, 0), ("skip", 0.0, 9)])
+def test_a_late_reader_mixes_the_newest_message_or_under_skip_the_first_one_sent_since_its_last_read(
+        policy, mixed, staleness):
+    models, learners = gossiping_learners("ring", 2, policy=policy)
+    for update in range(10):                          # learner 0 posts θ = update at updates 0 … 9
+        torch.nn.utils.vector_to_parameters(torch.full((8,), float(update)), models[0].parameters())
+        learners[0].after_update(models[0], update)
+    torch.nn.utils.vector_to_parameters(torch.zeros(8), models[1].parameters())
+    stats = learners[1].after_update(models[1], 0)    # θ_1 ← (θ_1 + θ_0's message) / 2
+    assert stats["gossip_mixed"] == 1 and stats["staleness"] == staleness
+    assert torch.allclose(torch.nn.utils.parameters_to_vector(models[1].parameters()), torch.full((8,), mixed / 2))
 
 
 def test_staleness_counts_the_senders_updates_made_since_the_message():
