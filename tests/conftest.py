@@ -1,2 +1,4 @@
-"""Shared fixtures. This directory is on sys.path (pytest puts a root conftest's directory there), so test modules
-in the subfolders and spawned learners import the helper environments ``faulty_env`` and ``scripted_env``."""
+"""Shared test set-up. This directory is on sys.path (pytest puts a root conftest's directory there), so test
+modules in the subfolders, and learners they spawn, import the helper environments ``faulty_env`` and
+``scripted_env`` and the shared helpers of ``support`` (the tiny config, the learners' parameters, the torchrun
+command)."""

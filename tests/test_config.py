@@ -111,6 +111,7 @@ BAD_CONFIGS = [
 ]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("field, fields", BAD_CONFIGS)
 def test_bad_configs_are_refused_before_anything_starts(field, fields, runs, tmp_path, monkeypatch):
     """Every bad value → ``ValueError`` starting with the field's name, from ``Config`` or ``preflight``, with
@@ -247,6 +248,7 @@ def test_cli_reports_bad_values_without_a_traceback(capsys):
     assert "num_envs: got 0" in capsys.readouterr().err
 
 
+@pytest.mark.processes
 def test_cli_help_runs_as_a_command():
     out = subprocess.run([sys.executable, "-m", "galakit.cli", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--total-timesteps" in out.stdout
@@ -268,6 +270,7 @@ def test_environment_yml_agrees_with_pyproject():
     assert any(d.startswith("torch") for d in project["dependencies"])
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("preset, expected", [(None, "3000"), ("0", "0")])
 def test_importing_galakit_shortens_the_openmp_spin_unless_the_user_set_it(preset, expected):
     env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}

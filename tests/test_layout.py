@@ -23,10 +23,12 @@ def loaded_after(code: str) -> list[str]:
 @pytest.mark.parametrize("code", ["import galakit", "import galakit.gossip", "from galakit import build_topology",
                                   "from galakit.gossip import build_topology, TOPOLOGIES",
                                   "from galakit import Config; Config(algo='gala', num_learners=4)"])
+@pytest.mark.processes
 def test_studying_graphs_does_not_load_the_rl_stack(code):
     assert loaded_after(code) == []
 
 
+@pytest.mark.processes
 def test_the_check_above_can_fail():
     assert "gymnasium" in loaded_after("from galakit import make_vec_env")
 
@@ -50,6 +52,7 @@ def test_the_maths_never_imports_processes_disk_or_views(path):
     assert forbidden == []
 
 
+@pytest.mark.processes
 def test_the_package_init_never_imports_the_views():
     source = (PACKAGE / "__init__.py").read_text()
     assert not [m for m in imported_modules(PACKAGE / "__init__.py") if m.startswith("galakit.views")]

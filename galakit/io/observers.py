@@ -21,7 +21,6 @@ you need.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,23 +147,26 @@ class ConsensusLog(Observer):
 
 class Progress(Observer):
     """Live progress: a bar in a notebook or a terminal (tqdm), and in a log file, CI or nbconvert a readable line
-    every ``every`` progress rows of the run (default: one per ``log_interval`` of the run, i.e. one row of each
-    learner): steps, steps/s, mean raw return, losses, the newest consensus distance, as CleanRL and
-    Stable-Baselines3 print."""
+    every ``every`` progress rows of the run (default: about ``LINES`` lines over the run, at most one per
+    ``log_interval`` of each learner), and a last one at the end: steps, steps/s, mean raw return, losses, the newest
+    consensus distance, as CleanRL and Stable-Baselines3 print."""
+
+    LINES = 40
 
     def __init__(self, every: int | None = None, stream=None, bar: bool | None = None):
         self.every, self.stream = every, stream or sys.stdout
         self.bar_wanted = _interactive(self.stream) if bar is None else bar
         self.bar = None
         self.rows = 0
+        self.printed: tuple[int, float | None] | None = None
         self.latest: dict[int, dict[str, Any]] = {}
         self.consensus: dict[str, Any] | None = None
         self.info: RunInfo | None = None
-        self.started = time.monotonic()
 
     def on_start(self, info: RunInfo) -> None:
-        self.info, self.started = info, time.monotonic()
-        self.every = self.every or info.num_learners
+        self.info = info
+        rows = max(1, info.config.num_updates // info.config.log_interval) * info.num_learners
+        self.every = self.every or info.num_learners * max(1, rows // (self.LINES * info.num_learners))
         if self.bar_wanted:
             from tqdm.auto import tqdm  # a widget in notebooks, text in terminals
 
@@ -184,7 +186,7 @@ class Progress(Observer):
             return
         self.rows += 1
         if self.rows % self.every == 0:
-            print(self.line(steps), file=self.stream, flush=True)
+            self._print(steps)
 
     def on_consensus(self, reading: dict[str, Any]) -> None:
         self.consensus = reading
@@ -193,7 +195,13 @@ class Progress(Observer):
         if self.bar is not None:
             self.bar.close()
         elif self.latest:
-            print(self.line(sum(r["global_step"] for r in self.latest.values())), file=self.stream, flush=True)
+            self._print(sum(r["global_step"] for r in self.latest.values()))
+
+    def _print(self, steps: int) -> None:
+        key = (steps, None if self.consensus is None else self.consensus["time"])
+        if key != self.printed:  # the end repeats no line (unless a final reading came after it)
+            print(self.line(steps), file=self.stream, flush=True)
+            self.printed = key
 
     def line(self, steps: int) -> str:
         """``step 12800/100000 | SPS 3400 | return 23.5 | value_loss 0.41 | entropy 0.66 | consensus 0.012``."""

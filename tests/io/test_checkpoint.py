@@ -180,6 +180,7 @@ def all_finite(path: Path) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
 
+@pytest.mark.processes
 def test_a_diverging_gala_learner_stops_the_run_and_no_nan_is_saved_or_mixed(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     c = Config(env_id="faulty_env:NaNReward-v0", algo="gala", num_learners=2, num_envs=2, num_steps=5, seed=0,

@@ -8,7 +8,6 @@ import pickle
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
+from support import torchrun_command  # noqa: E402
 
 import galakit  # noqa: E402
 from galakit.config import Config  # noqa: E402
@@ -185,11 +185,10 @@ def test_a_torchrun_run_loads_as_what_its_learners_held(tmp_path):
     script = tmp_path / "recording_learner.py"
     script.write_text(textwrap.dedent(RECORDING_LEARNER))
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", str(script), str(tmp_path),
+    cmd = torchrun_command(str(script), str(tmp_path),
            "train", "--algo", "gala", "--env-id", "CartPole-v1", "--num-envs", "2", "--total-timesteps", "600",
            "--diag-interval", "5", "--log-interval", "5", "--run-dir", str(run_dir), "--no-progress",
-           "--no-tensorboard"]
+           "--no-tensorboard")
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
     held = [pickle.loads((tmp_path / f"held_{rank}.pkl").read_bytes()) for rank in range(2)]

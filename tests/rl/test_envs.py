@@ -151,7 +151,7 @@ def test_make_vec_env_applies_the_learning_signal_to_any_gymnasium_id():
 # ---------------------------------------------------------------- classic control
 
 
-@pytest.mark.parametrize("backend", ["auto", "sync", "async"])
+@pytest.mark.parametrize("backend", ["auto", "sync", pytest.param("async", marks=pytest.mark.processes)])
 def test_cartpole_gives_float32_observations_and_raw_returns(backend):
     env = make_vec_env("CartPole-v1", 4, seed=1, backend=backend)
     try:

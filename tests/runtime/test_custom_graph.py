@@ -7,11 +7,11 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from support import final_params
 
 import galakit
 from galakit.config import Config
 from galakit.gossip.topology import from_networkx, mixing_matrix, read_graph
-from galakit.io.checkpoint import list_checkpoints, load_checkpoint
 from galakit.rl.models import initial_model
 from galakit.runtime.coupling import gossip_schedule
 from galakit.runtime.diagnostics import coupling_contraction
@@ -63,15 +63,6 @@ def test_a_graph_file_gives_the_same_schedule(tmp_path):
     for name in ("plain.txt", "plain.json"):
         assert np.array_equal(read_graph(tmp_path / name).mixing_matrix(), uniform), name
     assert Config(algo="gala", num_learners=4, topology=from_file).topology == from_file
-
-
-def final_params(run_dir, n) -> torch.Tensor:
-    """(n, D): each learner's parameters in its newest checkpoint."""
-    rows = []
-    for rank in range(n):
-        state = load_checkpoint(list_checkpoints(f"{run_dir}/learner_{rank}/checkpoints")[-1])
-        rows.append(torch.cat([p.flatten() for p in state["model"].values()]))
-    return torch.stack(rows)
 
 
 @pytest.mark.processes

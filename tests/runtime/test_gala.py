@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import final_params, initial_params, torchrun_command
+from support import tiny_config as cfg
 
 import galakit
 from galakit.config import Config
@@ -22,27 +24,6 @@ from galakit.runtime.launch import LearnerError
 pytestmark = pytest.mark.processes  # every test here starts learner processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cfg(tmp_path, **kw) -> Config:
-    base = dict(env_id="CartPole-v1", num_envs=2, num_steps=5, run_dir=str(tmp_path / "run"), progress=False,
-                tensorboard=False, log_interval=10, checkpoint_interval=0, entropy_coef=0.0)
-    return Config(**{**base, **kw})
-
-
-def final_params(run_dir, n) -> torch.Tensor:
-    """(n, D): each learner's parameters in its last checkpoint."""
-    rows = []
-    for rank in range(n):
-        state = load_checkpoint(list_checkpoints(f"{run_dir}/learner_{rank}/checkpoints")[-1])
-        rows.append(torch.cat([p.flatten() for p in state["model"].values()]))
-    return torch.stack(rows)
-
-
-def initial_params(c: Config, n: int) -> torch.Tensor:
-    """(n, D): each learner's parameters before training (CartPole: 4 observations, 2 actions)."""
-    return torch.stack([torch.nn.utils.parameters_to_vector(initial_model(c, r, (4,), 2).parameters())
-                        for r in range(n)])
 
 
 def max_pairwise(params: torch.Tensor) -> float:
@@ -251,10 +232,9 @@ def test_forkserver_start_method_and_diagnostics(tmp_path):
 
 def test_two_learners_through_torchrun(tmp_path):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", "-m", "galakit.cli", "train",
+    cmd = torchrun_command("-m", "galakit.cli", "train",
            "--algo", "gala", "--env-id", "CartPole-v1", "--num-envs", "2", "--total-timesteps", "2000",
-           "--diag-interval", "4", "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard"]
+           "--diag-interval", "4", "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard")
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     for rank in range(2):
@@ -272,10 +252,9 @@ def test_two_learners_through_torchrun(tmp_path):
 
 
 def test_torchrun_learners_do_not_outlive_a_killed_agent(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", "-m", "galakit.cli", "train",
+    cmd = torchrun_command("-m", "galakit.cli", "train",
            "--algo", "gala", "--env-id", "CartPole-v1", "--num-envs", "2", "--total-timesteps", str(10**8),
-           "--log-interval", "10", "--run-dir", str(tmp_path / "run"), "--no-progress", "--no-tensorboard"]
+           "--log-interval", "10", "--run-dir", str(tmp_path / "run"), "--no-progress", "--no-tensorboard")
     agent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     learners: list[int] = []
     try:

@@ -16,13 +16,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from support import initial_params, tiny_config
 
 import galakit
 from galakit.config import Config
 from galakit.gossip.simulate import simulate_async, simulate_sync
 from galakit.gossip.topology import build_topology
 from galakit.io.checkpoint import list_checkpoints, load_checkpoint
-from galakit.rl.learner import initial_model
 from galakit.runtime.coupling import Gossip, shared_slots
 
 HUGE = 100_000_000  # the simulator's "never block"; the learners' is sync_freq=None
@@ -85,16 +85,8 @@ def test_asynchronous_learners_hold_the_simulators_parameters_after_every_step(t
 
 
 def cfg(tmp_path, name: str, **kw) -> Config:
-    base = dict(env_id="CartPole-v1", num_envs=2, num_steps=5, run_dir=str(tmp_path / name), progress=False,
-                tensorboard=False, log_interval=10, checkpoint_interval=0, entropy_coef=0.0, algo="gala",
-                num_learners=N, lr=0.0, identical_init=False)
-    return Config(**{**base, **kw})
-
-
-def initial_params(c: Config) -> torch.Tensor:
-    """X_0 (n, D): each learner's θ_0 (CartPole: 4 observations, 2 actions)."""
-    return torch.stack([torch.nn.utils.parameters_to_vector(initial_model(c, r, (4,), 2).parameters())
-                        for r in range(c.num_learners)]).detach()
+    """N GALA learners that start apart and do not learn (lr = 0): only gossip moves their parameters."""
+    return tiny_config(tmp_path / name, **{**dict(algo="gala", num_learners=N, lr=0.0, identical_init=False), **kw})
 
 
 def params_after_each_update(c: Config) -> np.ndarray:
