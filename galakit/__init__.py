@@ -15,6 +15,7 @@ module only, not the simulators, torch.distributed or the progress bar.
 
 import galakit.runtime.lifeline  # noqa: F401  (first: a learner whose parent is gone exits before torch loads)
 import galakit.runtime.threads  # noqa: F401  (sets GOMP_SPINCOUNT before torch loads)
+from galakit.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -38,20 +39,4 @@ _EXPORTS = {
     "galakit.io.metrics": ("Metrics",),
     "galakit.io.runs": ("load_run",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    """Import the module that defines ``name`` on first use (PEP 562)."""
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'galakit' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports("galakit", _EXPORTS, globals())

@@ -6,6 +6,8 @@ Nothing here imports the RL or runtime parts. ``galakit.gossip.topology`` needs 
 simulator and the consensus functions compute with torch (loaded when they are first used).
 """
 
+from galakit.lazy import lazy_exports
+
 _EXPORTS = {
     "galakit.gossip.topology": ("TOPOLOGIES", "Peers", "Schedule", "build_topology", "from_adjacency",
                                 "from_networkx", "mixing_matrix", "read_graph", "rho", "spectral_gap"),
@@ -14,15 +16,4 @@ _EXPORTS = {
     "galakit.gossip.consensus": ("consensus_error", "distance_to_average", "epsilon_bound", "max_pairwise_distance",
                                  "predicted_steps", "stack_parameters"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'galakit.gossip' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
+__all__, __getattr__, __dir__ = lazy_exports("galakit.gossip", _EXPORTS, globals())
