@@ -319,14 +319,14 @@ def _as_topology(value: Any) -> Any:
 
 
 def _check_topology(cfg: Config) -> None:
-    """A named topology exists; a graph has one node per learner (any graph will do for one learner, who never
-    gossips: a run's final, consensus checkpoint is the config of one learner, with the run's graph)."""
+    """A named topology exists; a graph has one node per learner (a config of one learner built from a run's, as
+    for its consensus model, names a topology instead: one learner never gossips)."""
     from galakit.gossip.topology import TOPOLOGIES
 
     n = cfg.num_learners
     if isinstance(cfg.topology, str) and cfg.topology not in TOPOLOGIES:
         fail("topology", cfg.topology, _topologies_accepted())
-    if not isinstance(cfg.topology, str) and n > 1 and cfg.topology.n != n:
+    if not isinstance(cfg.topology, str) and cfg.topology.n != n:
         name = "" if cfg.topology.name == "custom" else f" {cfg.topology.name!r}"
         fail("topology", Described(f"a graph{name} with {cfg.topology.n} nodes"), f"a graph on the nodes "
              f"0..{n - 1}, or a name in {_topology_names()}", f"num_learners is {n}")

@@ -219,7 +219,8 @@ def test_a_graph_must_have_one_node_per_learner():
     cfg = Config(algo="gala", num_learners=5, topology=cycle)
     with pytest.raises(ValueError, match=r"^topology: got a graph with 5 nodes \(num_learners is 6\)"):
         cfg.replace(num_learners=6)
-    assert cfg.replace(num_learners=1, algo="a2c").topology == cfg.topology  # one learner never gossips
+    with pytest.raises(ValueError, match=r"^topology: got a graph with 5 nodes \(num_learners is 1\)"):
+        cfg.replace(num_learners=1, algo="a2c")  # one learner: a graph of 5 is a mistake, not ignored
 
 
 def test_presets_are_valid_and_configs_pickle():

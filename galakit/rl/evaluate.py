@@ -19,6 +19,7 @@ def load_policy(checkpoint: str, device: str = "cpu") -> tuple[torch.nn.Module, 
     state = load_checkpoint(checkpoint)
     # One policy plays here, whatever machine trained it: the learner count, its devices and its threads go.
     cfg = Config(**{**state["config"], "resume": None, "num_learners": 1, "algo": "a2c", "slow_learners": (),
+                    "topology": "ring", "peers": 1,
                     "device": "cpu", "torch_threads": 0, "env_threads": 0})
     env = build_env(cfg.replace(num_envs=1))
     model = make_model(env.single_observation_space.shape, int(env.single_action_space.n), cfg.hidden_sizes)

@@ -62,7 +62,7 @@ def save_consensus(learner: Learner, shared) -> str | None:
     if learner.ctx.rank != 0:
         return None
     torch.nn.utils.vector_to_parameters(theta.to(learner.device), model.parameters())
-    one = learner.cfg.replace(num_learners=1, algo="a2c", resume=None, slow_learners=())  # the model of one learner
+    one = learner.cfg.replace(num_learners=1, algo="a2c", resume=None, slow_learners=(), topology="ring", peers=1)
     state = LearnerState(config=one.to_dict(),
                          update=learner.update, global_step=learner.global_step * world_size,
                          model=model.state_dict(), consensus_of=world_size)

@@ -64,7 +64,7 @@ def test_an_observer_gets_every_row_episode_and_reading_of_a_two_learner_run_in_
     assert isinstance(info, RunInfo) and info.num_learners == 2 and info.run_dir == metrics.run_dir
     assert spy.of("end")[0] is metrics
     assert spy.of("row") == metrics.progress and len(metrics.progress) == 2 * 60 // 5  # one row per 5 updates each
-    assert spy.of("consensus") == metrics.consensus and len(metrics.consensus) >= 2
+    assert spy.of("consensus") == metrics.consensus and len(metrics.consensus) >= 1
     for rank in (0, 1):
         rows = [r for r in spy.of("row") if r["rank"] == rank]
         assert [r["update"] for r in rows] == list(range(5, 61, 5))  # every row, in the learner's order

@@ -91,3 +91,6 @@ def test_learners_mix_with_exactly_the_edges_and_weights_of_the_graph(tmp_path):
     for other in (no_chord, uniform, W_BY_HAND):  # W_BY_HAND: the weights without the division by the row sums
         assert not np.allclose(other, row_normalised(W_BY_HAND))
         assert float((last - after_gossip(other)).abs().max()) > 1e-3
+    # a learner's checkpoint and the consensus model (configs of one learner) play like any other
+    for checkpoint in (f"{cfg.run_dir}/learner_0", f"{cfg.run_dir}/consensus"):
+        assert galakit.evaluate(checkpoint, episodes=1).shape == (1,)
