@@ -62,7 +62,8 @@ TENSORBOARD_TAGS = {"SPS": "charts/SPS", "learning_rate": "charts/learning_rate"
                     "time_update_s": "time/update_s", "time_coupling_s": "time/coupling_s",
                     "staleness": "gossip/staleness", "consecutive_skips": "gossip/consecutive_skips",
                     "gossip_mixed_total": "gossip/mixed_total", "gossip_skipped_total": "gossip/skipped_total",
-                    "gossip_waits_total": "gossip/waits_total", "gossip_wait_s": "gossip/wait_s",
+                    "gossip_waits_total": "gossip/waits_total", "gossip_rejected_total": "gossip/rejected_total",
+                    "gossip_wait_s": "gossip/wait_s",
                     "messages_sent": "gossip/messages_sent", "messages_received": "gossip/messages_received",
                     "messages_dropped": "gossip/messages_dropped"}
 

@@ -225,7 +225,8 @@ def test_forkserver_start_method_and_diagnostics(tmp_path):
     board = EventAccumulator(f"{metrics.run_dir}/consensus").Reload()
     assert len(board.Scalars("consensus/max_pairwise_distance")) == len(logged)
     learner_tags = EventAccumulator(f"{metrics.run_dir}/learner_1").Reload().Tags()["scalars"]
-    assert {"gossip/messages_sent", "gossip/mixed_total", "gossip/staleness", "charts/step_norm"} <= set(learner_tags)
+    assert {"gossip/messages_sent", "gossip/mixed_total", "gossip/rejected_total", "gossip/staleness",
+            "charts/step_norm"} <= set(learner_tags)
     assert os.path.exists(metrics.checkpoint) and "consensus" in metrics.checkpoint
     assert galakit.evaluate(metrics.checkpoint, episodes=2).shape == (2,)
 
