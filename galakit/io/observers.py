@@ -181,7 +181,7 @@ class Progress(Observer):
         if self.bar is not None:
             self.bar.n = steps
             returns = " ".join(f"{self.latest[r]['episodic_return_mean']:.1f}" for r in sorted(self.latest))
-            self.bar.set_postfix(ret=returns, sps=f"{self._sps():.0f}", refresh=False)
+            self.bar.set_postfix(ret=returns, refresh=False)  # tqdm shows the run's steps/s itself
             self.bar.update(0)
             return
         self.rows += 1
@@ -216,8 +216,6 @@ class Progress(Observer):
             parts.append(f"consensus {max(self.consensus['distance_to_average']):.3g}")
         return " | ".join(parts)
 
-    def _sps(self) -> float:
-        return sum(r["SPS"] for r in self.latest.values())
 
 
 def _mean(values: Iterable[float]) -> float:
