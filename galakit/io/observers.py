@@ -37,6 +37,9 @@ class RunInfo:
     run_dir: str
     num_learners: int
     start_step: int = 0          # each learner's global step at the start (> 0 for a resumed run)
+    # Run.stop of a run whose cell is free (galakit.start), for a stop button; None where the cell that runs it is
+    # busy until it ends (galakit.train): widget clicks do not reach a busy kernel, so there the interrupt stops it.
+    stop: Callable[[], Any] | None = None
 
     @property
     def total_steps(self) -> int:

@@ -38,7 +38,7 @@ def train(config: Config | None = None, *, observers: Iterable[Observer] = (), c
     """
     config = _config(config, overrides)
     if config.num_learners > 1:
-        return _wait(Run(config, observers, callback).start())
+        return _wait(Run(config, observers, callback, blocking=True).start())
     preflight(config)
     with KernelState():
         learner = Learner(config, standard_observers(config, observers, callback))

@@ -63,9 +63,10 @@ class Run:
     is noticed within a fraction of a second, named with how it died, and the others are stopped.
     """
 
-    def __init__(self, cfg: Config, observers: Iterable[Observer] = (), callback: Callback | None = None):
+    def __init__(self, cfg: Config, observers: Iterable[Observer] = (), callback: Callback | None = None,
+                 blocking: bool = False):
         preflight(cfg)  # env id, device, paths, resume: checked here, before any process starts
-        self.cfg = cfg
+        self.cfg, self.blocking = cfg, blocking  # blocking: a train() call waits for it (no stop from a widget)
         self.observers = standard_observers(cfg, observers, callback)
         run_dir = cfg.run_dir or (cfg.resume if cfg.resume and os.path.isdir(cfg.resume) else None)
         run_dir = run_dir or ckpt.new_run_dir(cfg.resolved_run_name())
@@ -105,7 +106,7 @@ class Run:
         shared, self._board, self._slots = self._shared_state(ctx)
         self._semaphores = semaphore_names(self._events, self._stop, shared, self._board, self._slots)
         self._heartbeats = Heartbeats(n)
-        self._recorder = (ConsensusRecorder.for_run(cfg, self.metrics.run_dir, observer=self.observers)
+        self._recorder = (ConsensusRecorder.for_run(cfg, self.metrics.run_dir)  # readings: _supervise
                           if self._board is not None else None)
         # A file store: the rendezvous opens no socket (torch's TCP store listens on every interface).
         self._rendezvous = tempfile.mkdtemp(prefix="galakit-rendezvous-")
@@ -116,7 +117,7 @@ class Run:
                                    self._board, self._slots, self._heartbeats))
                  for rank in range(n)]
         _RUNNING.add(self)
-        self.info = RunInfo(cfg, self.metrics.run_dir, n, _resumed_step(cfg))
+        self.info = RunInfo(cfg, self.metrics.run_dir, n, _resumed_step(cfg), stop=None if self.blocking else self.stop)
         self.observers.on_start(self.info)
         self._monitor = threading.Thread(target=self._watch, name="galakit-monitor", daemon=True)
         self._spawned = _SPAWNER.submit(self, procs, spawn_env=cfg.start_method == "spawn")
@@ -167,6 +168,8 @@ class Run:
             if reading is not None:
                 with self._lock:
                     self.metrics.consensus.append(reading)
+                    observers = Observers(self.observers)
+                observers.on_consensus(reading)
             if finished:
                 break
             self._check_failures()
@@ -184,15 +187,17 @@ class Run:
 
     def _handle(self, kind: str, rank: int, payload: Any) -> None:
         if kind == "episodes":
-            with self._lock:
+            with self._lock:  # an observer attached from now on finds these in .metrics (attach(history=True))
                 self.metrics.episodes += payload
+                observers = Observers(self.observers)
             for episode in payload:
-                self.observers.on_episode(episode)
+                observers.on_episode(episode)
         elif kind == "row":
             with self._lock:
                 self.metrics.progress.append(payload)
                 self._latest[rank] = payload
-            self.observers.on_update(payload)
+                observers = Observers(self.observers)
+            observers.on_update(payload)
         elif kind == "done":
             self._finished.add(rank)
             self.metrics.checkpoint = payload["consensus"] or self.metrics.checkpoint or payload["checkpoint"]
@@ -248,12 +253,21 @@ class Run:
         rank = next(iter(self._tracebacks))
         return LearnerError(rank, self._tracebacks[rank], exitcode=codes[rank])
 
-    def attach(self, observer: Observer) -> None:
-        """Add an observer to a run that is going: it gets ``on_start`` now, then every later event (what came
-        before is in ``.metrics``)."""
+    def attach(self, observer: Observer, history: bool = False) -> None:
+        """Add an observer to a run that is going: it gets ``on_start`` now, then every later event; with
+        ``history``, first every episode, row and reading that came before (each event exactly once)."""
         Observers([observer])  # checks it is one
         observer.on_start(self.info)
-        self.observers.observers.append(observer)  # the supervisor's thread sees it from its next event on
+        with self._lock:  # the supervisor records an event and picks its observers under this lock
+            past = Metrics(episodes=list(self.metrics.episodes), progress=list(self.metrics.progress),
+                           consensus=list(self.metrics.consensus)) if history else Metrics()
+            self.observers.observers.append(observer)
+        for episode in past.episodes:
+            observer.on_episode(episode)
+        for row in past.progress:
+            observer.on_update(row)
+        for reading in past.consensus:
+            observer.on_consensus(reading)
 
     @property
     def consensus(self) -> list[dict[str, Any]]:
@@ -266,6 +280,12 @@ class Run:
         """{rank: that learner's newest progress row} (SPS, returns, losses, gossip counters, phase times)."""
         with self._lock:
             return {rank: dict(row) for rank, row in sorted(self._latest.items())}
+
+    @property
+    def pids(self) -> list[int]:
+        """The learners' process ids, by rank (those started so far)."""
+        with self._lock:
+            return [p.pid for p in self._procs if p.pid is not None]
 
     # -- controlling
     @property

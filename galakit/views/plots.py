@@ -119,25 +119,64 @@ def plot_training(metrics, *, window: int = 20, axes: tuple[Axes, Axes] | None =
     if axes is None:
         axes = tuple(plt.subplots(1, 2, figsize=(10, 3.5))[1])
     ret_ax, cons_ax = axes
-    for rank in sorted({e.rank for e in metrics.episodes}):
+    ranks = sorted({e.rank for e in metrics.episodes})
+    for rank in ranks:
         games = [e for e in metrics.episodes if e.rank == rank]
-        returns = np.array([e.ret for e in games])
-        if len(returns) >= window:
-            smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
-            ret_ax.plot([e.global_step for e in games[window - 1:]], smooth, lw=1, label=f"learner {rank}")
+        steps, mean = smoothed_returns([e.global_step for e in games], [e.ret for e in games], window)
+        if len(steps):
+            ret_ax.plot(steps, mean, lw=1, color=learner_color(rank, len(ranks)), label=f"learner {rank}")
     ret_ax.set_xlabel("steps of each learner")
     ret_ax.set_ylabel(f"raw return (mean of {window} games)")
     ret_ax.legend(fontsize=7)
-    readings = metrics.consensus
-    if readings:
-        updates = [r["update_max"] for r in readings]
-        cons_ax.plot(updates, [max(r["distance_to_average"]) for r in readings], label="max_i ‖θ_i − θ̄‖")
-        cons_ax.plot(updates, [r["max_pairwise_distance"] for r in readings], lw=1, label="max_ij ‖θ_i − θ_j‖")
-        bounds = [r["epsilon_bound"] for r in readings]
-        if all(b is not None and b > 0 for b in bounds):
-            cons_ax.plot(updates, bounds, ls="--", color="tab:red", label="ε bound (synchronous gossip)")
-        cons_ax.set_yscale("log")
-        cons_ax.legend(fontsize=7)
-    cons_ax.set_xlabel("update")
-    cons_ax.set_ylabel("parameter distance")
+    draw_consensus_readings(cons_ax, metrics.consensus, len(ranks))
     return ret_ax, cons_ax
+
+
+def smoothed_returns(steps, returns, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(global step of the last game of each window, mean raw return of ``window`` consecutive games); empty
+    before ``window`` games."""
+    returns = np.asarray(returns, dtype=float)
+    if len(returns) < window:
+        return np.zeros(0), np.zeros(0)
+    return np.asarray(steps[window - 1:], dtype=float), np.convolve(returns, np.ones(window) / window, "valid")
+
+
+def learner_color(rank: int, n: int):
+    """Learner ``rank``'s colour in every figure: tab10 up to 10 learners, a continuous map beyond."""
+    return plt.get_cmap("tab10")(rank % 10) if n <= 10 else plt.get_cmap("turbo")(rank / max(n - 1, 1))
+
+
+def draw_consensus_readings(ax: Axes, readings: list[dict], n: int) -> Axes:
+    """The ε-ball readings of a run: each learner's ‖θ_i − θ̄‖ (one colour per learner), max_ij ‖θ_i − θ_j‖ and the
+    ε bound, against the update of the newest θ_i.
+
+    A reading whose θ_i come from different updates (``update_min < update_max``: the board held one learner's
+    newer parameters) compares models one or more updates apart, not a drift of the learners: its points are
+    drawn hollow, in grey. (An allreduce run, whose learners are equal after every update, shows only such
+    readings above zero.)
+    """
+    ax.set_title("distance to the average, ε bound", fontsize=9)
+    ax.set_xlabel("update")
+    ax.set_ylabel("parameter distance")
+    if not readings:
+        ax.text(0.5, 0.5, "no ε-ball readings (diag_interval = 0, or one learner)", ha="center", va="center",
+                transform=ax.transAxes, color="0.5", fontsize=8)
+        return ax
+    updates = np.array([r["update_max"] for r in readings], dtype=float)
+    distances = np.array([r["distance_to_average"] for r in readings], dtype=float)  # (readings, n)
+    skewed = np.array([r["update_min"] < r["update_max"] for r in readings])
+    for i in range(distances.shape[1]):
+        ax.plot(updates, distances[:, i], lw=1, color=learner_color(i, max(n, distances.shape[1])),
+                label="‖θ_i − θ̄‖ (one line per learner)" if i == 0 else None)
+    ax.plot(updates, [r["max_pairwise_distance"] for r in readings], lw=0.8, color="0.3", ls="-.",
+            label="max_ij ‖θ_i − θ_j‖")
+    if skewed.any():
+        ax.plot(updates[skewed], distances[skewed].max(axis=1), "o", mfc="none", mec="0.5", ms=5, ls="none",
+                label="θ_i from different updates")
+    bounds = [r["epsilon_bound"] for r in readings]
+    if all(b is not None and b > 0 for b in bounds):
+        ax.plot(updates, bounds, ls="--", color="tab:red", label="ε bound (synchronous gossip)")
+    if (distances > 0).any():
+        ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    return ax
