@@ -69,6 +69,8 @@ examples:
       a run of several learners: their average model
   galakit evaluate runs/<run_name>/checkpoints/ckpt_<step>.pt --episodes 30 --deterministic
       one checkpoint, 30 games, the most likely action each step
+  galakit evaluate runs/<run_name> --video cartpole.gif
+      the same scores, and one game saved as a video (.mp4 or .gif) to watch
 """
 
 MAIN_EXAMPLES = """\
@@ -232,6 +234,9 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10, help="Games to play (default: 10).")
     ev.add_argument("--deterministic", action="store_true", help="Take the most likely action.")
     ev.add_argument("--device", default="cpu", help="Device for the policy (default: cpu).")
+    ev.add_argument("--video", metavar="FILE.mp4|FILE.gif", default=None,
+                    help="Also play one game and save it as the game draws it, as an .mp4 or a .gif "
+                    "(galakit.views.playback; at most 3000 frames).")
     demo = sub.add_parser("demo", help="GALA-A2C: 4 gossiping learners on CartPole; prints and plots the result.",
                           parents=[common], formatter_class=_formatter)
     demo.add_argument("--run-dir", default="runs/demo",
@@ -305,12 +310,22 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """``galakit evaluate``: raw returns of full games played by a checkpoint's policy."""
+    """``galakit evaluate``: raw returns of full games played by a checkpoint's policy; with ``--video``, one
+    more game saved as a video (its name checked before any game is played)."""
     from galakit.rl.evaluate import evaluate
 
+    if args.video is not None:
+        from galakit.views.playback import check_video_path
+
+        check_video_path(args.video, "--video")
     scores = evaluate(args.checkpoint, episodes=args.episodes, deterministic=args.deterministic, device=args.device)
     print(f"{len(scores)} games: mean raw return {scores.mean():.2f} ± {scores.std():.2f} "
           f"(min {scores.min():.1f}, max {scores.max():.1f})")
+    if args.video is not None:
+        from galakit.views.playback import replay
+
+        game = replay(args.checkpoint, deterministic=args.deterministic, device=args.device)
+        print(f"video: {game.save(args.video)} ({game.caption()}; {len(game.frames)} frames)")
     return 0
 
 

@@ -241,3 +241,45 @@ def test_an_unreadable_topology_file_is_one_line_under_topology(tmp_path):
     assert out.returncode == 2
     assert out.stderr.startswith("galakit: error: topology: got 'bad.txt' (line 2 reads '1 x'); accepted: ")
     assert out.stderr.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+# -- galakit evaluate --video: one game saved to watch
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A barely trained CartPole policy (20 updates), trained in this process: games of 10 to 50 steps."""
+    from support import tiny_config
+
+    import galakit
+
+    where = tmp_path_factory.mktemp("video")
+    return galakit.train(tiny_config(where, total_timesteps=200, hidden_sizes=(8,))).checkpoint
+
+
+def test_evaluate_video_saves_one_game_and_prints_its_path_and_score(tiny_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    video = tmp_path / "videos" / "game.gif"
+    assert main(["evaluate", str(tiny_checkpoint), "--episodes", "2", "--video", str(video)]) == 0
+    printed = capsys.readouterr().out
+    line = re.search(rf"^video: {re.escape(str(video))} \(CartPole-v1: raw score (\d+); (\d+) frames\)$", printed,
+                     re.MULTILINE)
+    assert line and line[1] == line[2], printed  # CartPole: +1 a step, one frame a step
+    with Image.open(video) as gif:
+        assert gif.size == (600, 400) and 0 < gif.n_frames <= int(line[2])  # identical neighbours merge
+    assert [p.name for p in video.parent.iterdir()] == ["game.gif"]  # no temporary file left
+
+
+def test_evaluate_video_with_another_extension_fails_before_playing(tmp_path, monkeypatch, capsys):
+    import galakit.rl.evaluate
+
+    def played(*args, **kwargs):
+        raise AssertionError("a game was played before the file name was checked")
+
+    monkeypatch.setattr(galakit.rl.evaluate, "evaluate", played)
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "runs/missing", "--video", "game.avi"]) == 2  # not even the checkpoint is read
+    assert capsys.readouterr().err == ("galakit: error: --video: got 'game.avi'; "
+                                       "accepted: a file name ending in .mp4 or .gif\n")
+    assert list(tmp_path.iterdir()) == []
