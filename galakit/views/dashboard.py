@@ -5,18 +5,22 @@
     Dashboard(run)                                    # or attach one to a run that is going
     Dashboard("runs/<run_name>")                      # or open a finished run (through galakit.load_run)
 
-Six panels, one colour per learner: raw returns (mean of ``window`` games), steps/s, losses, gossip counters
-(messages mixed and mixes skipped), staleness (the age of the messages mixed, in their senders' updates), and each
-learner's distance ‖θ_i − θ̄‖ to the learners' average next to the run's ε bound (``galakit.runtime.diagnostics``).
+Six panels, one colour per learner: raw returns (mean of ``window`` games), steps/s, value loss and entropy,
+gossip counters (messages mixed, mixes skipped, waits), staleness (the age of the messages mixed, in their
+senders' updates), and each learner's distance ‖θ_i − θ̄‖ to the learners' average next to the run's ε bound
+(``galakit.runtime.diagnostics``).
 
 It never makes a learner wait: events are appended to a record under a lock, and a thread of its own redraws the
-figure when something new came, at most once every ``min_interval`` seconds and so that drawing takes at most
-``budget`` of one core (a draw of ~0.1 s at 5 % waits 2 s before the next). Without a widget front end (a script,
-the CLI, nbconvert) it prints a line every ``log_every`` seconds and shows (or saves) the figure at the end.
+view when something new came, at most once every ``min_interval`` seconds and so that drawing takes at most
+``budget`` of one core (a draw of 20 ms at 2 % waits 1 s before the next). The learners train on the same cores, so
+the live view is SVG, written in ~10-20 ms and drawn by the browser; matplotlib (~0.3 s here) draws the same panels
+(``dashboard_panels``) for ``figure()``, ``save_png`` and the end of a run without a widget front end (a script,
+the CLI, nbconvert), which also gets a line every ``log_every`` seconds.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import os
 import sys
@@ -31,11 +35,14 @@ from matplotlib.figure import Figure
 
 from galakit.io.metrics import Metrics
 from galakit.io.observers import Observer, RunInfo
-from galakit.views.plots import draw_consensus_readings, learner_color, smoothed_returns
+from galakit.views.charts import Curve, Panel, draw_panel, panel_svg
+from galakit.views.plots import consensus_panel, learner_color, smoothed_returns
 
+STEPS = "steps of each learner"
 GOSSIP_COUNTERS = {"gossip_mixed_total": "-", "gossip_skipped_total": "--", "gossip_waits_total": ":"}
-MAX_POINTS = 1000  # per line: enough for a figure 1000 pixels wide
-LOSSES = {"policy_loss": "-", "value_loss": "--", "entropy": ":"}
+MAX_POINTS = 1000  # rows per line in a figure (1000 pixels wide at most)
+SVG_POINTS = 300  # rows per line in the live view (charts 320 pixels wide)
+LOSSES = {"value_loss": "-", "entropy": ":"}  # the policy loss changes sign: not on a log scale
 
 
 class RunRecord:
@@ -98,32 +105,48 @@ class RunRecord:
         return sum(rows[-1]["global_step"] for rows in self.rows.values() if rows)
 
 
-def draw_dashboard(record: RunRecord, info: RunInfo | None, fig: Figure | None = None, window: int = 20) -> Figure:
-    """Draw the six panels of ``record`` on ``fig`` (cleared first; a new 12 × 6 in figure if None)."""
-    fig = fig if fig is not None else Figure(figsize=(12, 6), dpi=72)
-    fig.clear()
-    axes = fig.subplots(2, 3).ravel()
-    n = info.num_learners if info is not None else max(record.ranks, default=0) + 1
+def dashboard_panels(record: RunRecord, n: int, window: int = 20, points: int = MAX_POINTS) -> list[Panel]:
+    """The six panels of ``record`` (n learners), one colour per learner: what both views draw; each progress
+    curve keeps at most ``points`` rows (``RunRecord.series``)."""
+    returns = Panel(f"raw return (mean of {window} games)", xlabel=STEPS, empty=f"fewer than {window} games yet")
+    sps = Panel("steps/s of each learner", xlabel=STEPS)
+    losses = Panel("value loss, entropy (log scale)", xlabel=STEPS, log_y=True,
+                   legend=[(key.replace("_", " "), style, "0.3") for key, style in LOSSES.items()])
+    gossip = Panel("gossip counters", xlabel=STEPS, empty="no gossip in this run",
+                   legend=[(key.replace("gossip_", "").replace("_total", ""), style, "0.3")
+                           for key, style in GOSSIP_COUNTERS.items()])
+    staleness = Panel("staleness (updates)", xlabel=STEPS, empty="no gossip in this run")
     for rank in record.ranks:
         color = learner_color(rank, n)
         games = record.episodes.get(rank, [])
         steps, mean = smoothed_returns([s for s, _ in games], [r for _, r in games], window)
-        axes[0].plot(steps, mean, color=color, lw=1.2, label=f"learner {rank}")
-        axes[1].plot(*record.series(rank, "SPS"), color=color, lw=1)
-        for key, style in LOSSES.items():
-            axes[2].plot(*record.series(rank, key), color=color, ls=style, lw=1)
-        for key, style in GOSSIP_COUNTERS.items():
-            axes[3].plot(*record.series(rank, key), color=color, ls=style, lw=1)
-        axes[4].plot(*record.series(rank, "staleness"), color=color, lw=1)
-    _label(axes[0], f"raw return (mean of {window} games)", legend=bool(record.ranks))
-    _label(axes[1], "steps/s of each learner")
-    _style_legend(axes[2], LOSSES, "losses (all learners)")
-    _style_legend(axes[3], GOSSIP_COUNTERS, "gossip counters", empty="no gossip in this run")
-    _label(axes[4], "staleness (updates)", empty="no gossip in this run" if not axes[4].lines else None)
-    draw_consensus_readings(axes[5], record.readings, n)
+        returns.curves.append(Curve(steps, mean, color, label=f"learner {rank}", width=1.2))
+        sps.curves.append(Curve(*record.series(rank, "SPS", points), color))
+        losses.curves += [Curve(*record.series(rank, key, points), color, style) for key, style in LOSSES.items()]
+        gossip.curves += [Curve(*record.series(rank, key, points), color, style)
+                          for key, style in GOSSIP_COUNTERS.items()]
+        staleness.curves.append(Curve(*record.series(rank, "staleness", points), color))
+    return [returns, sps, losses, gossip, staleness, consensus_panel(record.readings, n)]
+
+
+def draw_dashboard(record: RunRecord, info: RunInfo | None, fig: Figure | None = None, window: int = 20) -> Figure:
+    """The six panels of ``record`` with matplotlib, on ``fig`` (cleared first; a new 12 × 6 in figure if None)."""
+    fig = fig if fig is not None else Figure(figsize=(12, 6), dpi=72)
+    fig.clear()
+    for ax, panel in zip(fig.subplots(2, 3).ravel(), dashboard_panels(record, _learners(record, info), window),
+                         strict=True):
+        draw_panel(ax, panel)
     fig.suptitle(_title(record, info), fontsize=10)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.08, top=0.88, wspace=0.22, hspace=0.45)  # tight_layout: 1 s
     return fig
+
+
+def dashboard_html(record: RunRecord, info: RunInfo | None, window: int = 20) -> str:
+    """The six panels of ``record`` as SVG charts in a 3-column grid (the live view: ~10 ms, the browser draws)."""
+    panels = dashboard_panels(record, _learners(record, info), window, points=SVG_POINTS)
+    charts = "".join(panel_svg(p) for p in panels)
+    return (f'<div style="font-size:12px;margin:2px 0">{html.escape(_title(record, info))}</div>'
+            f'<div style="display:grid;grid-template-columns:repeat(3,320px);gap:4px">{charts}</div>')
 
 
 def render_png(fig: Figure) -> bytes:
@@ -145,14 +168,13 @@ class Dashboard(Observer):
         log_every: seconds between two lines when not live.
     """
 
-    def __init__(self, source: Any = None, *, window: int = 20, min_interval: float = 1.0, budget: float = 0.05,
+    def __init__(self, source: Any = None, *, window: int = 20, min_interval: float = 1.0, budget: float = 0.02,
                  live: bool | None = None, log_every: float = 10.0):
         self.window, self.min_interval, self.budget, self.log_every = window, min_interval, budget, log_every
         self.live = widget_front_end() if live is None else live
         self.record, self.info, self.metrics = RunRecord(), None, None
         self.state = "waiting for a run"
         self.draw_seconds = 0.0  # how long the last draw took
-        self._fig = Figure(figsize=(12, 6), dpi=72)
         self._widget = self._stop_button = self._status = self._image = None
         self._displayed_in: int | None = None  # the cell (execution count) that displayed it, if one did
         self._stop_run = None
@@ -237,6 +259,13 @@ class Dashboard(Observer):
         self.figure().savefig(path, format="png")
         return path
 
+    def _png(self):
+        """The figure as an IPython image: shown by any front end, kept by nbconvert (a bare matplotlib Figure
+        has no PNG form until pyplot's inline backend is loaded)."""
+        from IPython.display import Image
+
+        return Image(render_png(self.figure()), format="png")
+
     def line(self) -> str:
         """``dashboard | step 12800/100000 | return 21.0 23.5 | SPS 800 790 | max ‖θ_i − θ̄‖ 0.012 (ε 0.5)``."""
         rec = self.record.snapshot()
@@ -256,7 +285,7 @@ class Dashboard(Observer):
         from IPython.display import display
 
         if not self.live:
-            display(self.figure())
+            display(self._png())
         elif self._displayed_in != _cell():  # `Dashboard(run)` as a cell's last line: shown once, not twice
             self._build()
             self._draw()
@@ -278,8 +307,7 @@ class Dashboard(Observer):
                                            tooltip="Stop the run: every learner finishes its update and saves")
         self._stop_button.add_class("galakit-dashboard-stop")
         self._stop_button.on_click(lambda _: threading.Thread(target=self._stop, daemon=True).start())
-        self._image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="1000px"))
-        self._image.add_class("galakit-dashboard-view")
+        self._image = widgets.HTML().add_class("galakit-dashboard-view")  # SVG charts, drawn by the browser
         self._widget = widgets.VBox([widgets.HBox([self._stop_button, self._status]), self._image])
         self._widget.add_class("galakit-dashboard")
 
@@ -304,12 +332,12 @@ class Dashboard(Observer):
             self._wake.wait(wait)
 
     def _draw(self) -> None:
-        with self._draw_lock:  # the drawing thread, the end of the run and a display share one figure
+        with self._draw_lock:  # the drawing thread, the end of the run and a display: one at a time
             started = time.perf_counter()
             try:
-                png = render_png(draw_dashboard(self.record.snapshot(), self.info, self._fig, self.window))
+                view = dashboard_html(self.record.snapshot(), self.info, self.window)
                 if self._image is not None:
-                    self._image.value = png
+                    self._image.value = view
             except Exception as err:  # a drawing error must not reach the run; it shows in the status line
                 self.state = f"drawing failed: {err!r}"
             self.draw_seconds = time.perf_counter() - started
@@ -323,7 +351,8 @@ class Dashboard(Observer):
         else:
             how = ""
         self._stop_button.disabled = self._stop_run is None or self.state != "running"
-        self._status.value = (f"<b>{self.state}</b> · {_title(self.record.snapshot(), self.info)}"
+        total = f" of {self.info.total_steps:,}" if self.info is not None else ""
+        self._status.value = (f"<b>{self.state}</b> · step {self.record.newest_step():,}{total}"
                               f"{' · ' + how if how else ''}")
 
     def _show_static(self) -> None:
@@ -331,10 +360,14 @@ class Dashboard(Observer):
         if _in_ipython():
             from IPython.display import display
 
-            display(self.figure())
+            display(self._png())
         elif self.info.run_dir:
             path = self.save_png(Path(self.info.run_dir) / "dashboard.png")
             print(f"dashboard: {path}", file=sys.stdout, flush=True)
+
+
+def _learners(record: RunRecord, info: RunInfo | None) -> int:
+    return info.num_learners if info is not None else max(record.ranks, default=0) + 1
 
 
 def widget_front_end() -> bool:
@@ -356,35 +389,17 @@ def _in_ipython() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
-def _label(ax, title: str, legend: bool = False, empty: str | None = None) -> None:
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("steps of each learner", fontsize=8)
-    ax.tick_params(labelsize=7)
-    if legend:
-        ax.legend(fontsize=7)
-    if empty is not None and not ax.lines:
-        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="0.5")
-
-
-def _style_legend(ax, styles: dict[str, str], title: str, empty: str | None = None) -> None:
-    """A legend of line styles (one per quantity; colours are the learners)."""
-    if ax.lines:
-        handles = [ax.plot([], [], color="0.3", ls=style, lw=1)[0] for style in styles.values()]
-        ax.legend(handles, [key.replace("gossip_", "").replace("_total", "") for key in styles], fontsize=7)
-    _label(ax, title, empty=empty)
-
-
 def _title(record: RunRecord, info: RunInfo | None) -> str:
     if info is None:
         return "no run yet"
     cfg = info.config
     graph = f", {cfg.topology if isinstance(cfg.topology, str) else 'custom graph'}" if cfg.algo == "gala" else ""
-    return (f"{cfg.algo}{graph}, {info.num_learners} learner(s), {cfg.env_id}: step {record.newest_step()} of "
-            f"{info.total_steps} · {info.run_dir}")
+    return (f"{cfg.algo}{graph}, {info.num_learners} learner(s), {cfg.env_id}: step {record.newest_step():,} of "
+            f"{info.total_steps:,} · {info.run_dir}")
 
 
 def _ending(record: RunRecord, info: RunInfo | None) -> str:
     if info is None:
         return "ended"
     done = record.newest_step() >= info.total_steps
-    return "finished" if done else f"ended at step {record.newest_step()} of {info.total_steps} (stopped)"
+    return "finished" if done else "stopped before the end"

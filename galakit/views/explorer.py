@@ -200,6 +200,7 @@ def draw(fig: Figure, schedule: Schedule, trace: Trace, frame: Frame) -> None:
     plot_consensus(trace, ax=error_ax, rho=frame.rho, window=schedule.period)
     error_ax.axvline(frame.step, color="0.3", lw=1, ls=":", gid="current-step")
     draw_mixing_matrix(schedule, frame.step, ax=matrix_ax)
+    graph_ax.set_title(graph_ax.get_title(), fontsize=9, wrap=True)  # long topology names fit their panel
     fig.subplots_adjust(left=0.01, right=0.97, bottom=0.12, top=0.9, wspace=0.25)
 
 

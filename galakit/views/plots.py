@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from galakit.gossip.consensus import epsilon_bound
 from galakit.gossip.simulate import Trace
 from galakit.gossip.topology import Schedule
+from galakit.views.charts import Curve, Panel, draw_panel
 
 ACTIVE_COLOR = "tab:red"
 IDLE_COLOR = "0.85"
@@ -147,36 +148,35 @@ def learner_color(rank: int, n: int):
 
 
 def draw_consensus_readings(ax: Axes, readings: list[dict], n: int) -> Axes:
+    """The ε-ball readings of a run on ``ax`` (`consensus_panel`)."""
+    return draw_panel(ax, consensus_panel(readings, n))
+
+
+def consensus_panel(readings: list[dict], n: int) -> Panel:
     """The ε-ball readings of a run: each learner's ‖θ_i − θ̄‖ (one colour per learner), max_ij ‖θ_i − θ_j‖ and the
-    ε bound, against the update of the newest θ_i.
+    ε bound, against the update of the newest θ_i (log scale).
 
     A reading whose θ_i come from different updates (``update_min < update_max``: the board held one learner's
-    newer parameters) compares models one or more updates apart, not a drift of the learners: its points are
-    drawn hollow, in grey. (An allreduce run, whose learners are equal after every update, shows only such
-    readings above zero.)
+    newer parameters) compares models one or more updates apart, not a drift of the learners: it is marked with a
+    hollow grey circle. (An allreduce run, whose learners are equal after every update, shows only such readings
+    above zero.)
     """
-    ax.set_title("distance to the average, ε bound", fontsize=9)
-    ax.set_xlabel("update")
-    ax.set_ylabel("parameter distance")
+    panel = Panel("distance to the average, ε bound", xlabel="update", ylabel="parameter distance", log_y=True,
+                  empty="no ε-ball readings (diag_interval = 0, or one learner)")
     if not readings:
-        ax.text(0.5, 0.5, "no ε-ball readings (diag_interval = 0, or one learner)", ha="center", va="center",
-                transform=ax.transAxes, color="0.5", fontsize=8)
-        return ax
+        return panel
     updates = np.array([r["update_max"] for r in readings], dtype=float)
     distances = np.array([r["distance_to_average"] for r in readings], dtype=float)  # (readings, n)
     skewed = np.array([r["update_min"] < r["update_max"] for r in readings])
     for i in range(distances.shape[1]):
-        ax.plot(updates, distances[:, i], lw=1, color=learner_color(i, max(n, distances.shape[1])),
-                label="‖θ_i − θ̄‖ (one line per learner)" if i == 0 else None)
-    ax.plot(updates, [r["max_pairwise_distance"] for r in readings], lw=0.8, color="0.3", ls="-.",
-            label="max_ij ‖θ_i − θ_j‖")
+        panel.curves.append(Curve(updates, distances[:, i], learner_color(i, max(n, distances.shape[1])),
+                                  label="‖θ_i − θ̄‖ (one line per learner)" if i == 0 else None))
+    panel.curves.append(Curve(updates, [r["max_pairwise_distance"] for r in readings], "0.3", "-.",
+                              "max_ij ‖θ_i − θ_j‖", width=0.8))
     if skewed.any():
-        ax.plot(updates[skewed], distances[skewed].max(axis=1), "o", mfc="none", mec="0.5", ms=5, ls="none",
-                label="θ_i from different updates")
+        panel.curves.append(Curve(updates[skewed], distances[skewed].max(axis=1), "0.5", "o",
+                                  "θ_i from different updates"))
     bounds = [r["epsilon_bound"] for r in readings]
     if all(b is not None and b > 0 for b in bounds):
-        ax.plot(updates, bounds, ls="--", color="tab:red", label="ε bound (synchronous gossip)")
-    if (distances > 0).any():
-        ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    return ax
+        panel.curves.append(Curve(updates, bounds, "tab:red", "--", "ε bound (synchronous gossip)"))
+    return panel

@@ -1,6 +1,7 @@
 """The training dashboard: it draws exactly what a run recorded (live or reloaded), marks readings of parameters
 from different updates, stops a started run from its button, and without widgets prints lines and a figure."""
 
+import re
 import threading
 import time
 
@@ -14,7 +15,8 @@ from support import tiny_config  # noqa: E402
 
 import galakit  # noqa: E402
 from galakit.io.observers import RunInfo  # noqa: E402
-from galakit.views.dashboard import Dashboard, RunRecord, draw_dashboard  # noqa: E402
+from galakit.views.charts import Curve, Panel, panel_svg  # noqa: E402
+from galakit.views.dashboard import Dashboard, RunRecord, dashboard_panels, draw_dashboard  # noqa: E402
 from galakit.views.plots import smoothed_returns  # noqa: E402
 
 
@@ -113,7 +115,7 @@ def test_redraws_at_a_bounded_rate_and_never_blocks_the_caller(tmp_path):
     assert feeding < 0.5, f"2000 events took {feeding:.2f} s: the observer must only record them"
     gaps = np.diff(draws)
     assert len(draws) <= 8 and (gaps >= 0.19).all(), draws
-    assert dash._image.value[:4] == b"\x89PNG"
+    assert 'class="galakit-series" data-points=' in dash._image.value  # the live view: SVG charts
 
 
 def test_stop_button_stops_a_started_run_and_a_blocking_run_says_to_interrupt(tmp_path):
@@ -147,7 +149,7 @@ def test_a_started_run_stops_from_the_dashboard_and_its_learners_are_gone(tmp_pa
         pids = run.pids
         dash._stop_button.click()
         run._monitor.join(timeout=20)
-        assert run.done and dash.state.startswith("ended at step"), dash.state
+        assert run.done and dash.state == "stopped before the end", dash.state
         assert all(p.exitcode == 0 for p in run._procs), [p.exitcode for p in run._procs]
         assert len(pids) == 2
     finally:
@@ -174,3 +176,41 @@ def test_attached_to_a_run_it_has_the_rows_from_before(tmp_path):
 def test_bad_source_names_the_field():
     with pytest.raises(ValueError, match="source: got int; accepted: a galakit Run, Metrics, or a run directory"):
         Dashboard(3)
+
+
+def test_the_live_svg_and_the_figure_draw_the_same_points(gala_run):
+    record = RunRecord()
+    record.add_metrics(gala_run)
+    panels = dashboard_panels(record, 2, window=5, points=10**6)
+    fig = draw_dashboard(record, None, window=5)
+    for panel, ax in zip(panels, fig.axes, strict=True):
+        svg = panel_svg(panel)
+        counts = [int(c) for c in re.findall(r'class="galakit-series" data-points="(\d+)"', svg)]
+        assert counts == [len(c.x) for c in panel.drawn()], panel.title
+        drawn = [len(line.get_xdata()) for line in ax.lines if len(line.get_xdata())]
+        assert drawn == counts, panel.title  # legends' empty handles aside, the same curves
+    assert sum(counts) > 0
+
+
+def test_an_svg_chart_has_log_ticks_and_says_when_it_is_empty():
+    log = panel_svg(Panel("d", [Curve(np.array([0, 1, 2]), np.array([1e-3, 1e-1, 10.0]))], log_y=True))
+    assert ">1e-03<" in log and ">10<" in log
+    assert "no data yet" in panel_svg(Panel("empty"))
+    assert "no data yet" in panel_svg(Panel("only zeros", [Curve(np.arange(3), np.zeros(3))], log_y=True))
+
+
+@pytest.mark.processes
+def test_under_nbconvert_it_prints_lines_and_shows_the_figure_at_the_end(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    cfg = tiny_config(tmp_path, total_timesteps=2 * 5 * 200, log_interval=20)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import galakit\nfrom galakit.views import Dashboard\n"
+        f"galakit.train(galakit.{cfg!r}, observers=[Dashboard(log_every=0)]);")])
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()  # a kernel, no Jupyter server
+    outputs = notebook.cells[0].outputs
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "dashboard | step" in text
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the figure, at the end"
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
