@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 
 from galakit.io.metrics import Metrics
 from galakit.io.observers import Observer, RunInfo
+from galakit.validation import check_float, check_int
 from galakit.views.charts import Curve, Panel, draw_panel, panel_svg
 from galakit.views.plots import consensus_panel, learner_color, smoothed_returns
 
@@ -170,7 +171,10 @@ class Dashboard(Observer):
 
     def __init__(self, source: Any = None, *, window: int = 20, min_interval: float = 1.0, budget: float = 0.02,
                  live: bool | None = None, log_every: float = 10.0):
-        self.window, self.min_interval, self.budget, self.log_every = window, min_interval, budget, log_every
+        self.window = check_int("window", window, 1)
+        self.min_interval = check_float("min_interval", min_interval, 0.0, 3600.0, low_open=True)
+        self.budget = check_float("budget", budget, 0.0, 1.0, low_open=True)
+        self.log_every = check_float("log_every", log_every, 0.0, 86400.0)
         self.live = widget_front_end() if live is None else live
         self.record, self.info, self.metrics = RunRecord(), None, None
         self.state = "waiting for a run"
@@ -211,6 +215,8 @@ class Dashboard(Observer):
 
     # -- the observer
     def on_start(self, info: RunInfo) -> None:
+        if self.metrics is not None:  # a dashboard given to a second run shows that run only
+            self.record = RunRecord()
         self.info, self.state, self.metrics = info, "running", None
         self._stop_run = info.stop or self._stop_run
         self._ended.clear()

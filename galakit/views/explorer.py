@@ -393,8 +393,11 @@ def explore(graph_or_schedule: Schedule | nx.Graph | None = None, *, topology: s
         weights: "uniform" or "metropolis" (`galakit.gossip.topology.assign_weights`).
         mode: "sync", "async" (with ``max_delay``, ``drop_prob``, ``sync_freq``: `simulate_async`) or "push_sum".
         seed: draws X_0, the random topologies and the delays. steps: gossip steps simulated (1..200).
-    Returns the `GossipExplorer`; its ``save_png`` and ``to_html`` give static copies.
+    Returns the `GossipExplorer`; its ``save_png`` and ``to_html`` give static copies. ``explore("ring")`` is
+    ``explore(topology="ring")``.
     """
+    if isinstance(graph_or_schedule, str) and topology is None:
+        graph_or_schedule, topology = None, graph_or_schedule
     given = _checked_given(graph_or_schedule)
     if given is not None and n is not None and n != _node_count(given):
         fail("n", n, f"{_node_count(given)} (or None) with the graph you passed", "n is that graph's node count")

@@ -173,9 +173,15 @@ def test_attached_to_a_run_it_has_the_rows_from_before(tmp_path):
     assert rows == len(run.metrics.progress) > before
 
 
-def test_bad_source_names_the_field():
+def test_bad_values_name_the_field():
     with pytest.raises(ValueError, match="source: got int; accepted: a galakit Run, Metrics, or a run directory"):
         Dashboard(3)
+    with pytest.raises(ValueError, match="window: got 0; accepted: an int >= 1"):
+        Dashboard(window=0)
+    with pytest.raises(ValueError, match=r"budget: got 2"):
+        Dashboard(budget=2)
+    with pytest.raises(ValueError, match="path"):
+        Dashboard("no/such/run")
 
 
 def test_the_live_svg_and_the_figure_draw_the_same_points(gala_run):

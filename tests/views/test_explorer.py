@@ -220,8 +220,8 @@ def test_bad_values_raise_the_one_error_format(kwargs, message):
 
 
 def test_a_graph_of_the_wrong_kind_is_refused():
-    with pytest.raises(ValueError, match="^graph_or_schedule: got 'ring'"):
-        explore("ring")
+    with pytest.raises(ValueError, match="^graph_or_schedule: got 3"):
+        explore(3)
     with pytest.raises(ValueError, match="^graph_or_schedule: got a Graph with 65 nodes"):
         explore(nx.cycle_graph(65))
     with pytest.raises(ValueError, match="^n: got 0"):
@@ -236,3 +236,7 @@ def test_a_setting_that_cannot_be_simulated_shows_its_error_and_keeps_the_pictur
     assert ex.image.value == picture and ex.schedule is schedule
     ex.controls["topology"].value = "ring"
     assert "step k = 0" in ex.readout.value and ex.trace.mode == "async"
+
+
+def test_a_topology_name_may_come_first():
+    assert explore("ring", n=5).frame(0).active_edges.tolist() == [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0]]
