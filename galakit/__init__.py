@@ -38,5 +38,6 @@ _EXPORTS = {
     "galakit.io.observers": ("Observer", "RunInfo"),
     "galakit.io.metrics": ("Metrics",),
     "galakit.io.runs": ("load_run",),
+    "galakit.smoke": ("budget", "smoke_mode"),
 }
 __all__, __getattr__, __dir__ = lazy_exports("galakit", _EXPORTS, globals())

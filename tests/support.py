@@ -44,3 +44,15 @@ def torchrun_command(*args: str, nproc: int = 2) -> list[str]:
     (e.g. ``"-m", "galakit.cli", "train", ...``)."""
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
             "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", *args]
+
+
+def load_solution(name: str):
+    """The reference solution ``exercises/solutions/<name>.py`` as a module (its name starts with a digit, as its
+    notebook's does, so it is loaded from its path rather than imported)."""
+    import importlib.util
+
+    path = ROOT / "exercises" / "solutions" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"solution_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
