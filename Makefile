@@ -27,9 +27,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow and not processes"
 
-# JupyterLab refuses to start as root without --allow-root (root is the user in containers and CI).
+# JupyterLab serves the project folder and opens on tutorials/ (exercises/ beside it); it refuses to start as root
+# without --allow-root (root is the user in containers and CI).
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) tutorials/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/tutorials \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -330,6 +330,7 @@ def test_gymnasium_preprocessing_matches_the_native_env_pixel_for_pixel():
     assert not any(playing)
 
 
+@pytest.mark.slow  # seconds each: keeps make test-fast under a minute
 def test_pong_games_end_with_raw_scores_in_range_and_clipped_learning_rewards():
     env = make_vec_env("Pong", 16, seed=0)
     env.reset()
@@ -347,6 +348,7 @@ def test_pong_games_end_with_raw_scores_in_range_and_clipped_learning_rewards():
     assert all(-21 <= r <= 21 and r == int(r) for r in returns) and min(returns) == -21
 
 
+@pytest.mark.slow  # seconds each: keeps make test-fast under a minute
 def test_clipping_on_real_atari_leaves_the_reported_score_raw():
     # Same seeds and actions on two native envs: the emulators run identically, only the rewards differ.
     clipped = make_vec_env("SpaceInvaders", 8, seed=0)
@@ -370,6 +372,7 @@ def test_clipping_on_real_atari_leaves_the_reported_score_raw():
     assert big_rewards > 0 and ended >= 2
 
 
+@pytest.mark.slow  # seconds each: keeps make test-fast under a minute
 @pytest.mark.parametrize("backend", ["ale_vector", "sync"])
 def test_breakout_life_losses_terminate_without_an_autoreset(backend):
     env = make_vec_env("Breakout", 8, seed=0, backend=backend)

@@ -32,6 +32,7 @@ def test_a2c_solves_cartpole(tmp_path):
     assert scores.mean() >= 195, scores
 
 
+@pytest.mark.slow  # seconds each: keeps make test-fast under a minute
 def test_same_seed_gives_identical_runs_on_cpu(tmp_path):
     a = galakit.train(quick(tmp_path, "a", seed=3))
     b = galakit.train(quick(tmp_path, "b", seed=3))
@@ -41,6 +42,7 @@ def test_same_seed_gives_identical_runs_on_cpu(tmp_path):
     assert not torch.equal(params(a.checkpoint), params(c.checkpoint))
 
 
+@pytest.mark.slow  # seconds each: keeps make test-fast under a minute
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     full = galakit.train(quick(tmp_path, "full", total_timesteps=40 * 40))
     half = galakit.train(quick(tmp_path, "half", total_timesteps=40 * 20))
@@ -125,6 +127,7 @@ def test_linear_lr_decay_reaches_zero(tmp_path):
     assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
 
 
+@pytest.mark.slow  # seconds each: keeps make test-fast under a minute
 def test_a2c_trains_on_real_atari_through_the_native_vector_env(tmp_path):
     cfg = Config.preset("atari", env_id="BreakoutNoFrameskip-v4", num_envs=4, total_timesteps=4 * 5 * 30,
                         run_dir=str(tmp_path / "run"), progress=False, tensorboard=False, log_interval=10,
