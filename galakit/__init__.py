@@ -39,5 +39,6 @@ _EXPORTS = {
     "galakit.io.metrics": ("Metrics",),
     "galakit.io.runs": ("load_run",),
     "galakit.smoke": ("budget", "smoke_mode"),
+    "galakit.grids": ("GRIDS", "reproduce"),
 }
 __all__, __getattr__, __dir__ = lazy_exports("galakit", _EXPORTS, globals())

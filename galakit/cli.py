@@ -237,6 +237,7 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     ev.add_argument("--video", metavar="FILE.mp4|FILE.gif", default=None,
                     help="Also play one game and save it as the game draws it, as an .mp4 or a .gif "
                     "(galakit.views.playback; at most 3000 frames).")
+    _add_reproduce_parser(sub, common)
     demo = sub.add_parser("demo", help="GALA-A2C: 4 gossiping learners on CartPole; prints and plots the result.",
                           parents=[common], formatter_class=_formatter)
     demo.add_argument("--run-dir", default="runs/demo",
@@ -256,11 +257,46 @@ def _add_train_parser(sub: Any, common: argparse.ArgumentParser, preset: str | N
     _add_config_options(train, preset)
 
 
+def _add_reproduce_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    from galakit.grids import GRIDS
+
+    grids = "\n".join(f"  {name}: {grid.about}" for name, grid in GRIDS.items())
+    rep = sub.add_parser("reproduce", help="The paper's comparisons: a resumable grid of games × algorithms × seeds.",
+                         parents=[common], formatter_class=_formatter,
+                         description="Run a grid of games × algorithms × seeds, one run directory per cell, and write "
+                         "OUT/results.csv and\nOUT/results.md. Run it again to continue: finished cells are never "
+                         "run again, stopped ones resume\nfrom their checkpoints (galakit.grids).\n\ngrids:\n"
+                         + grids)
+    rep.add_argument("--grid", choices=sorted(GRIDS), default="cpu-small", help="Which grid (default: cpu-small).")
+    rep.add_argument("--out", default=None, help="Where the grid writes (default: runs/reproduce-<grid>).")
+    rep.add_argument("--games", nargs="+", default=None, help="Only these games (e.g. Pong Breakout).")
+    rep.add_argument("--algos", nargs="+", default=None, help="Only these algorithms (a2c allreduce a3c gala).")
+    rep.add_argument("--seeds", nargs="+", type=int, default=None, help="Only these seeds.")
+    rep.add_argument("--total-timesteps", type=int, default=None,
+                     help="Agent steps per cell (1 step = 4 frames); more than a finished cell ran continues it.")
+    rep.add_argument("--eval-episodes", type=int, default=None, help="Games to score each final model on.")
+    rep.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                     help="Any other galakit.Config field for every cell, e.g. --set lr=1e-3 sync_freq=None.")
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from galakit.grids import parse_overrides, reproduce
+
+    overrides = parse_overrides(args.set)
+    if args.total_timesteps is not None:
+        overrides["total_timesteps"] = args.total_timesteps
+    signal.signal(signal.SIGTERM, _interrupt)
+    reproduce(args.grid, args.out or f"runs/reproduce-{args.grid}", games=args.games, algos=args.algos,
+              seeds=args.seeds, eval_episodes=args.eval_episodes, **overrides)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a user error (a bad value, a missing file) is one line on stderr and exit code 2."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(preset_named(argv)).parse_args(argv)
-    command = {"train": run_train, "evaluate": run_evaluate, "demo": lambda a: run_demo(a.run_dir)}[args.command]
+    command = {"train": run_train, "evaluate": run_evaluate, "reproduce": run_reproduce,
+               "demo": lambda a: run_demo(a.run_dir)}[args.command]
     try:
         return command(args)
     except (ValueError, OSError) as err:  # what the user can fix: say what, not where in galakit

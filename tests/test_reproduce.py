@@ -1,0 +1,104 @@
+"""``galakit reproduce``: a grid of runs that a kill cannot spoil: finished cells are never run again, a stopped
+one continues from its checkpoints, and the table is rebuilt from the cells' own files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import galakit
+from galakit.grids import GRIDS, frames_to_reach, grid_cells
+from galakit.rl.a2c import Episode
+
+CELLS = ("CartPole__a2c__s1", "CartPole__gala__s1", "CartPole__allreduce__s1")
+
+
+def reproduce_command(out: Path) -> list[str]:
+    return [sys.executable, "-m", "galakit.cli", "reproduce", "--grid", "smoke", "--out", str(out)]
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout:.0f}s for {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.processes
+def test_a_killed_grid_continues_where_it_stopped_and_never_reruns_a_finished_cell(tmp_path):
+    out = tmp_path / "grid"
+    grid = subprocess.Popen(reproduce_command(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        first = out / CELLS[0] / "summary.json"
+        second = [out / CELLS[1] / f"learner_{rank}" / "checkpoints" for rank in (0, 1)]
+        wait_for(lambda: all(d.is_dir() and any(d.glob("ckpt_*.pt")) for d in second), 240,
+                 "a checkpoint of each learner of the second cell")
+        os.killpg(grid.pid, signal.SIGKILL)  # the grid and its learners, mid-cell, no chance to save or clean up
+    finally:
+        grid.wait()
+    assert first.is_file() and not (out / CELLS[1] / "summary.json").exists()
+    written = first.stat().st_mtime_ns
+    again = subprocess.run(reproduce_command(out), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    lines = [line for line in again.stdout.splitlines() if line.startswith("[")]
+    assert lines[0] == f"[1/3] {CELLS[0]}: finished before, not run again"
+    assert lines[1].startswith(f"[2/3] {CELLS[1]}: resumed and finished")
+    assert lines[2].startswith(f"[3/3] {CELLS[2]}: finished")
+    assert first.stat().st_mtime_ns == written
+    rows = [json.loads((out / c / "summary.json").read_text()) for c in CELLS]
+    assert [r["agent_steps"] for r in rows] == [3000, 3000, 3000]
+    assert rows[1]["segments"] == 2 and rows[1]["consensus_max_distance_last"] is not None
+    assert all(r["eval_games"] == 2 and r["wall_s"] > 0 and 0 < r["cpu_util"] <= 1.05 for r in rows)
+    table = (out / "results.md").read_text().splitlines()
+    assert len(table) == 2 + 3 and all(f"| CartPole | {algo} |" in "\n".join(table) for algo in GRIDS["smoke"].algos)
+    # asking for more steps continues a finished cell from its last checkpoint
+    more = subprocess.run([*reproduce_command(out), "--algos", "a2c", "--total-timesteps", "4000"],
+                          capture_output=True, text=True, timeout=300)
+    assert f"{CELLS[0]}: resumed and finished" in more.stdout, more.stdout + more.stderr
+    assert json.loads(first.read_text())["agent_steps"] == 4000
+    # other settings for a cell already there are refused, before anything runs
+    other = subprocess.run([*reproduce_command(out), "--algos", "a2c", "--set", "lr=0.01"], capture_output=True,
+                           text=True, timeout=120)
+    assert other.returncode == 2 and "lr: got 0.01; accepted: 0.0007, as cell CartPole__a2c__s1" in other.stderr
+
+
+def test_frames_to_reach_a_score_use_the_running_mean_over_all_learners():
+    games = [Episode(global_step=100 * i, ret=float(i), length=1) for i in range(1, 11)]
+    found = frames_to_reach(games, (2.0, 5.5, 99), num_learners=2, frame_skip=4, window=4)
+    # means of the last 4 games: 2.5 at the 4th game (step 400), 5.5 at the 7th (step 700)
+    assert found == {2.0: 400 * 2 * 4, 5.5: 700 * 2 * 4, 99: None}
+
+
+def test_every_cell_of_the_paper_grid_is_a_valid_config_of_the_papers_setting(tmp_path):
+    cells = grid_cells(GRIDS["paper"], tmp_path)
+    assert len(cells) == 6 * 4 * 3
+    gala = [c.config for c in cells if c.algo == "gala"]
+    assert all(c.num_learners == 4 and c.num_envs == 16 and c.num_steps == 5 and c.total_timesteps == 10_000_000
+               and c.env_id.endswith("NoFrameskip-v4") for c in gala)
+    assert len({c.config.run_dir for c in cells}) == len(cells)
+    assert not any(tmp_path.iterdir())  # building the grid starts nothing and writes nothing
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--games", "Pongg"], "games: got 'Pongg'; accepted: 'BeamRider'"),
+    (["--algos", "ppo"], "algos: got 'ppo'; accepted: "),
+    (["--set", "lr=-1"], "lr: got -1; accepted: "),
+    (["--set", "lr"], "set: got 'lr'; accepted: FIELD=VALUE"),
+    (["--set", "learning_rate=0.1"], "learning_rate"),
+])
+def test_bad_values_are_refused_before_anything_runs_or_is_written(tmp_path, capsys, args, message):
+    from galakit.cli import main
+
+    assert main(["reproduce", "--grid", "smoke", "--out", str(tmp_path / "grid"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "grid").exists()
+
+
+def test_reproduce_is_public():
+    assert galakit.reproduce.__module__ == "galakit.grids" and "cpu-small" in galakit.GRIDS
