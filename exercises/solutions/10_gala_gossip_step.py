@@ -22,7 +22,7 @@ def gala_gossip_step(theta, inbox, staleness, sync_freq, peers):
     if all_fresh:
         # θ_i ← c_i (W_ii θ_i + Σ_j W_ij θ_j), c_i = 1 / (W_ii + Σ_j W_ij): a convex combination on any graph
         mixed = peers.self_weight * theta
-        for j, w in zip(peers.in_peers, peers.in_weights):
+        for j, w in zip(peers.in_peers, peers.in_weights, strict=True):
             mixed = mixed + w * inbox[j][0]
         return GossipAction.MIX, mixed / (peers.self_weight + sum(peers.in_weights)), 0
     if sync_freq is None or staleness < sync_freq:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from galakit.exercises.checking import Hint, call, checker, expect, expect_close
+from galakit.exercises.checking import Hint, Wrong, call, checker, expect, expect_close
 from galakit.rl.a2c import RolloutBuffer, a2c_loss
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-6)  # float32 sums, added up in another order than galakit's
@@ -61,18 +61,20 @@ class LossCase:
                 f"simulator{'s' if N > 1 else ''}, {A} actions")
         if self.seed is not None:
             return f"random tensors (seed {self.seed}): {head}; {int(self.autoreset.sum())} autoreset steps"
-        probs = torch.softmax(self.logits.detach(), -1)
-        rows = [head, "  t  i  logits              π(·|s_t)            a_t   R_t     V(s_t)"]
+        logits, values = self.logits.detach(), self.values.detach()
+        probs = torch.softmax(logits, -1)
+        width = len(_numbers(logits[0, 0]))
+        rows = [head, f"  t  i  {'logits'.ljust(width)}  {'π(·|s_t)'.ljust(width)}  a_t   R_t     V(s_t)"]
         for t in range(T):
             for i in range(N):
-                numbers = f"{int(self.actions[t, i]):>3}  {self.returns[t, i]:6.3f}  {self.values[t, i]:6.3f}"
-                row = f"{t:>3} {i:>2}  {_numbers(self.logits[t, i])}  {_numbers(probs[t, i])}  {numbers}"
+                numbers = f"{int(self.actions[t, i]):>3}  {float(self.returns[t, i]):6.3f}  {float(values[t, i]):6.3f}"
+                row = f"{t:>3} {i:>2}  {_numbers(logits[t, i])}  {_numbers(probs[t, i])}  {numbers}"
                 rows.append(row + ("   autoreset: not a transition" if self.autoreset[t, i] else ""))
         return "\n".join(rows)
 
 
 def _numbers(x: torch.Tensor) -> str:
-    return ("[" + ", ".join(f"{float(v):5.2f}" for v in x) + "]").ljust(18)
+    return "[" + ", ".join(f"{float(v):5.2f}" for v in x) + "]"
 
 
 def hand_case(name: str, logits: list, actions: list, returns: list, values: list, value_coef: float,
@@ -116,8 +118,8 @@ def terms(case: LossCase, *, detach: bool = True) -> tuple[torch.Tensor, ...]:
     """Each transition's pieces: log π(·|s_t) (T, N, |A|), log π(a_t|s_t), A_t and (R_t − V(s_t))² (T, N)."""
     log_probs = torch.log_softmax(case.logits, -1)
     log_prob_taken = log_probs.gather(-1, case.actions.unsqueeze(-1)).squeeze(-1)
-    advantage = case.returns - case.values
-    return log_probs, log_prob_taken, advantage.detach() if detach else advantage, advantage**2
+    error = case.returns - case.values
+    return log_probs, log_prob_taken, error.detach() if detach else error, error**2
 
 
 def loss_mistakes(case: LossCase) -> list[Hint]:
@@ -174,7 +176,11 @@ def check_gradient(got: torch.Tensor, case: LossCase) -> None:
     expect(torch.is_tensor(got) and got.requires_grad, case=case.name, shows=case.shows(),
            found=f"your loss is right, but it is a {type(got).__name__} that carries no gradient",
            hint="keep it a torch tensor built from logits and values: no .item(), .detach(), numpy or torch.no_grad()")
-    got_logits, got_values = gradients(got, case)
+    try:
+        got_logits, got_values = gradients(got, case)
+    except RuntimeError as error:  # e.g. the graph was freed by a .backward() inside the learner's function
+        raise Wrong(f"case: {case.name}\nthe gradient of your loss could not be computed ({error})\nhint: return "
+                    "the loss without calling .backward() on it: the checker differentiates it") from error
     right_logits, right_values = gradients(galakit_loss(*case.args), case)
     _, log_prob, advantage, squared_error = terms(case, detach=False)
     real = ~case.autoreset

@@ -132,8 +132,8 @@ def expect_close(got: Any, expected: Any, *, case: str, shows: str = "", hints: 
     try:
         got = as_array(got)
     except (TypeError, ValueError) as error:
-        raise Wrong(_report(case, shows, f"{what} is a {type(got).__name__}, not an array of numbers ({error})",
-                            "return a numpy array or a torch tensor")) from error
+        raise Wrong(_report(case, shows, f"{what} is a {type(got).__name__}, not an array of real numbers: {error}",
+                            "return a numpy array or a torch tensor of real numbers")) from error
     hint = next((h.says for h in hints if h.matches(got)), "")
     if got.shape != expected.shape:
         found = f"{what} has shape {got.shape}; expected shape {expected.shape}"
@@ -157,6 +157,8 @@ def as_array(x: Any) -> np.ndarray:
     """A numpy float64 copy of a number, list, numpy array or torch tensor (any device, with or without grad)."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
+    if np.iscomplexobj(x):
+        raise TypeError("complex numbers; return real ones (`.real`, when the imaginary parts are 0)")
     return np.asarray(x, dtype=np.float64)
 
 

@@ -19,7 +19,6 @@ import torch
 from galakit.exercises.checking import Hint, as_array, call, checker, expect, expect_close
 from galakit.gossip.rule import GossipAction, gossip_action, mix
 from galakit.gossip.topology import Peers, Schedule, build_topology
-from galakit.runtime.coupling import NEVER_BLOCK
 
 MIX, SKIP, BLOCK = GossipAction.MIX, GossipAction.SKIP, GossipAction.BLOCK
 
@@ -54,7 +53,7 @@ def _vector(x: Any) -> str:
 
 def decide(all_fresh: bool, staleness: int, sync_freq: int | None) -> GossipAction:
     """`gossip_action`, with sync_freq=None read as the learners read it: never block."""
-    return gossip_action(all_fresh, staleness, NEVER_BLOCK if sync_freq is None else sync_freq)
+    return gossip_action(all_fresh, staleness, sync_freq)
 
 
 def reference(case: Case) -> tuple[GossipAction, Any, int]:
@@ -83,8 +82,8 @@ def cases() -> list[Case]:
     leaves = {j: ([float(j), -float(j), 1.0], True) for j in range(1, 5)}
     return [
         _case("the in-peer's message is fresh", ring, 1, theta, {0: (m0, True)}, 2, None),
-        _case("in-peer 0 has not sent since your last mix: its slot still holds that message (fresh=False), as the "
-              "official buffer keeps it under its 'skip' write rule", ring, 1, theta, {0: (m0, False)}, 3, None),
+        _case("in-peer 0 has not sent since your last mix: its slot still holds that message (fresh=False)", ring,
+              1, theta, {0: (m0, False)}, 3, None),
         _case("nothing received yet", ring, 1, theta, {}, 0, 3),
         _case("no fresh message, staleness 1 < sync_freq 2", ring, 1, theta, {0: (m0, False)}, 1, 2),
         _case("no fresh message, staleness 2 = sync_freq 2", ring, 1, theta, {0: (m0, False)}, 2, 2),

@@ -108,9 +108,7 @@ def mistakes(case: Case) -> dict[str, list[Hint]]:
                                     "w_i sum to n but are not 1 on a graph that is not regular, and learner i "
                                     "knows only its own)"),
                    Hint(x_next / (n * w_next[:, None]), "z_i = x_i / w_i: no n"),
-                   Hint(x_next, "z is x / w: without dividing by w, x_i is biased towards the learners that "
-                                "receive more"),
-                   Hint(x_next / w[:, None], "you divided by the old w: divide the new x by the new w"),
+                   *undivided(x_next, w),
                    Hint(W @ (x / w[:, None]), divided_first),
                    Hint(lambda got: got.shape == (n, n) != x_next.shape,
                         "z has shape (n, n): x / w with x of shape (n, 1) and w of shape (n,) broadcasts; use "
@@ -119,3 +117,12 @@ def mistakes(case: Case) -> dict[str, list[Hint]]:
                                                      "last axis): divide row i by w_i, x / w[:, None]")]
                      if x.shape[1] == n else [])],
     }
+
+
+def undivided(x_next: np.ndarray, w: np.ndarray) -> list[Hint]:
+    """z = x_next (not de-biased) and z = x_next / w (the old w): the same answer at the first step, where w = 1."""
+    if np.allclose(w, 1.0):
+        return [Hint(x_next, "z equals x_next: you divided by nothing, or by the old w (all 1 at the first step). "
+                             "z = x_next / w_next: the new x over the new w")]
+    return [Hint(x_next, "z is x / w: without dividing by w, x_i is biased towards the learners that receive more"),
+            Hint(x_next / w[:, None], "you divided by the old w: divide the new x by the new w")]

@@ -57,7 +57,9 @@ class Rollout:
             return "autoreset (not a transition: its return is not compared, shown as nan)"
         if self.terminated[t, i]:
             life_lost = t + 1 < self.rewards.shape[0] and not self.autoreset[t + 1, i]
-            return "terminated (a life lost: the game goes on)" if life_lost else "terminated (s_{t+1} is terminal)"
+            if life_lost:
+                return "terminated (a life lost: the game goes on)"
+            return "terminated (game over: s_{t+1} is terminal)"
         if self.truncated[t, i]:
             return "truncated (time limit: the game would have gone on)"
         return ""
@@ -68,8 +70,8 @@ def hand_rollout(name: str, rewards: list[float], values: list[float], gamma: fl
     """One simulator; ``terminated``, ``truncated``, ``autoreset``: the steps t where that flag is True."""
     T = len(rewards)
     flags = [torch.zeros(T, 1, dtype=torch.bool) for _ in range(3)]
-    for flag, steps in zip(flags, (terminated, truncated, autoreset), strict=True):
-        flag[list(steps), 0] = True
+    for flag, where in zip(flags, (terminated, truncated, autoreset), strict=True):
+        flag[list(where), 0] = True
     column = [torch.tensor(x, dtype=torch.float32).reshape(-1, 1) for x in (rewards, values)]
     return Rollout(name, *column, *flags, gamma=gamma, lam=lam)
 

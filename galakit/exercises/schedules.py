@@ -101,11 +101,10 @@ def peer_mistakes(n: int, tau: int, steps: int) -> list[Hint]:
                                         "1, 2, 4, …"),
         Hint(table(2 ** (k % floor)), f"the period is τ = ⌈log₂ n⌉ = {tau} (offsets 1, 2, …, 2^(τ−1)), not "
                                       f"⌊log₂ n⌋ = {floor}: with ⌊·⌋ the longest jumps are never made"),
-        Hint(table(2**k), "after τ = ⌈log₂ n⌉ steps the offsets start again at 1: the offset is 2^(k mod τ), "
-                          "not 2^k"),
+        Hint(table(2**k), f"after τ = ⌈log₂ n⌉ = {tau} steps the offsets start again at 1: the offset is "
+                          "2^(k mod τ)"),
         Hint(table(2 ** (k % (tau + 1))), f"the period is τ = ⌈log₂ n⌉ = {tau}, one less: the offset 2^τ ≥ n would "
                                           "jump over the whole ring"),
-        Hint(table(2 ** (k % n)), f"the period is τ = ⌈log₂ n⌉ = {tau}, not n"),
         Hint(lambda got: got.shape == (steps, n) and bool(np.any((got < 0) | (got >= n))),
              f"some peers are outside 0..{n - 1}: take them mod n"),
         Hint(lambda got: got.shape == (steps, n) and bool(np.any(got == r)),

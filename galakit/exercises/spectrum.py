@@ -97,18 +97,16 @@ def gap_mistakes(W: np.ndarray) -> list[Hint]:
     found = [
         Hint(1.0 - np.linalg.norm(W - J), "np.linalg.norm(W − J) is the Frobenius norm; ρ is the spectral norm, "
                                           "np.linalg.norm(W − J, ord=2) (the largest singular value)"),
-        Hint(1.0 - np.abs(lam[1]), "1 − |λ₂| is right for a symmetric (or normal) W, not for this one: W Wᵀ ≠ Wᵀ W, and "
-                                   "‖W − J‖₂, the largest singular value of W − J, is larger than |λ₂|. ρ is the "
-                                   "singular value: the contraction that holds at every step"),
+        Hint(1.0 - np.abs(lam[1]), "1 − |λ₂| is right for a symmetric (or normal) W, not for this one: W Wᵀ ≠ Wᵀ W, "
+                                   "and ‖W − J‖₂, the largest singular value of W − J, is larger than |λ₂|. ρ is "
+                                   "the singular value: the contraction that holds at every step"),
         Hint(1.0 - lam[1].real, "you used λ₂ itself (its real part): λ₂ of a non-symmetric W is complex; ρ is "
                                 "the largest singular value of W − J (for a normal W, the modulus |λ₂|)"),
         Hint(1.0 - by_value[1], f"you took the second-largest eigenvalue by value ({by_value[1]:.4g}); the slowest "
                                 f"mode can be the most negative one (here λ_n = {by_value[-1]:.4g}, a mode that flips "
                                 "sign every step). For a symmetric W, ρ = max(|λ₂|, |λ_n|)"),
-        Hint(1.0 - np.linalg.norm(W, ord=2), "‖W‖₂ = 1 for every doubly stochastic W: subtract J = (1/n) 1 1ᵀ first, "
-                                             "ρ = ‖W − J‖₂ measures what is left once the average is taken out"),
-        Hint(1.0 - np.abs(lam[0]), "you used the largest eigenvalue λ₁ = 1 (the average, which W keeps); the gap "
-                                   "is about what is left: 1 − ‖W − J‖₂"),
+        Hint(0.0, "a gap of 0 comes from λ₁ = 1 (or ‖W‖₂ = 1): that is the average, which every doubly stochastic W "
+                  "keeps. Subtract J = (1/n) 1 1ᵀ first: ρ = ‖W − J‖₂ is about what is left once the average is out"),
         Hint(np.linalg.norm(W - J, ord=2), "that is ρ = ‖W − J‖₂; the spectral gap is 1 − ρ"),
     ]
     if not np.allclose(W, W.T):

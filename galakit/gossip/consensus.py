@@ -70,6 +70,9 @@ def max_pairwise_distance(params: Params, chunk_size: int = 256) -> float:
     return best
 
 
+RHO_ATOL = 1e-12  # ρ this close to 1 is 1 (computed norms are off by a few ulps)
+
+
 def epsilon_bound(rho: float, alpha: float, grad_bound: float, n: int, e0: float = 0.0, k: int | None = None,
                   window: int = 1) -> float:
     """Upper bound on the consensus error ‖E_k‖_F of X_{k+1} = W_k (X_k − α G_k), ‖g_i‖ ≤ G, W_k doubly stochastic.
@@ -102,6 +105,8 @@ def epsilon_bound(rho: float, alpha: float, grad_bound: float, n: int, e0: float
         The bound (``math.inf`` when ρ ≥ 1 and the updates can push the learners apart).
     """
     _check_nonneg(rho=rho, alpha=alpha, grad_bound=grad_bound, e0=e0)
+    if abs(rho - 1) <= RHO_ATOL:
+        rho = 1.0  # ‖W − J‖₂ of a disconnected or identity W comes out as 1 ± 1e-16: the bound must not flip
     for name, value in (("n", n), ("window", window)):
         if not value >= 1:
             fail(name, value, "an int >= 1")

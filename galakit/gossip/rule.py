@@ -39,18 +39,24 @@ class GossipAction(IntEnum):
     BLOCK = 2  # a message is missing after sync_freq skips: wait for it, then mix
 
 
+NEVER_BLOCK = 2**62  # sync_freq=None: GALA's README passes 100000000 for the same effect
+
+
 def gossip_action(all_fresh: bool | np.ndarray, staleness: int | np.ndarray,
-                  sync_freq: int) -> GossipAction | np.ndarray:
+                  sync_freq: int | None) -> GossipAction | np.ndarray:
     """GALA's bounded-staleness rule (the official gossip buffer's ``aggregate_message``).
 
     Mix if every in-peer has sent a message this learner has not consumed yet; otherwise skip mixing while the
     learner has skipped fewer than ``sync_freq`` times in a row (``staleness``), and block once it has.
-    ``sync_freq = 0`` always waits (synchronous gossip); a huge ``sync_freq`` (the README's 100000000) never
-    blocks. Works on scalars (returns a `GossipAction`) and element-wise on arrays (returns an int array).
+    ``sync_freq = 0`` always waits (synchronous gossip); ``None`` (or a huge ``sync_freq``, the README's
+    100000000) never blocks. Works on scalars (returns a `GossipAction`) and element-wise on arrays (returns an
+    int array).
     """
+    if sync_freq is None:
+        sync_freq = NEVER_BLOCK
     if isinstance(sync_freq, bool) or not isinstance(sync_freq, (int, np.integer)) or sync_freq < 0:
         fail("sync_freq", sync_freq, "an int >= 0: skips allowed in a row before blocking (0: always wait for "
-             "the messages, synchronous gossip; 100000000: never wait)")
+             "the messages, synchronous gossip; None: never wait)")
     action = np.where(all_fresh, GossipAction.MIX,
                       np.where(np.asarray(staleness) < sync_freq, GossipAction.SKIP, GossipAction.BLOCK))
     return GossipAction(int(action)) if action.ndim == 0 else action

@@ -129,7 +129,7 @@ def simulate_sync(schedule: Schedule, x0: np.ndarray | torch.Tensor, steps: int,
     return recorder.trace("sync", x)
 
 
-def simulate_async(schedule: Schedule, x0: np.ndarray | torch.Tensor, steps: int, *, sync_freq: int,
+def simulate_async(schedule: Schedule, x0: np.ndarray | torch.Tensor, steps: int, *, sync_freq: int | None,
                    delay: int | DelayFn = 0, policy: WritePolicy | str = DEFAULT_POLICY,
                    update_every: int | Sequence[int] = 1, alpha: float = 0.0, grad_bound: float = 0.0,
                    grad_fn: GradFn | None = None, seed: int | None = None, normalise: bool = True,

@@ -57,8 +57,6 @@ from galakit.rl.a2c import make_optimizer
 from galakit.runtime.transport import GossipChannel, SharedMemoryChannel, SharedSlots
 from galakit.validation import fail
 
-NEVER_BLOCK = 2**62  # sync_freq=None: GALA's README passes 100000000 for the same effect
-
 
 class Independent:
     """Plain A2C: learners share nothing (one learner, or k independent ones)."""
@@ -237,8 +235,7 @@ class Gossip(Independent):
         peers = self.schedule.peers(self.rank, update)
         mailbox, step = self.channel.mailbox, update if self.exact else None
         self.channel.poll()
-        sync_freq = NEVER_BLOCK if self.sync_freq is None else self.sync_freq
-        action = gossip_action(mailbox.has_all(peers.in_peers, step), self.skips, sync_freq)
+        action = gossip_action(mailbox.has_all(peers.in_peers, step), self.skips, self.sync_freq)
         waited = self._wait(peers, update) if action == GossipAction.BLOCK else 0.0
         delivery = None
         if action != GossipAction.SKIP:

@@ -70,7 +70,7 @@ def broadcasts_w_along_columns(x, w, W):
     (row_stochastic_transpose, "you applied Wᵀ"),
     (de_biases_by_n, "you divided by n"),
     (normalises_the_rows, "you normalised the rows of W"),
-    (divides_by_the_old_w, "you divided by the old w"),
+    (divides_by_the_old_w, "by the old w"),
     (broadcasts_w_along_columns, "divided column j by w_j"),
     (lambda x, w, W: (x @ W, W @ w, (x @ W) / (W @ w)[:, None]), "x / w[:, None]"),
 ], ids=lambda v: getattr(v, "__name__", ""))

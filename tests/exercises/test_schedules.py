@@ -34,12 +34,15 @@ def test_the_stub_is_not_attempted():
 @pytest.mark.parametrize("wrong, says", [
     (lambda r, k, n: (r + 2 ** (k % tau(n))), "ranks wrap around"),
     (lambda r, k, n: (r - 2 ** (k % tau(n))) % n, "who r hears from"),
-    (lambda r, k, n: (r + 2**k) % n, "a learner sends to itself"),
+    (lambda r, k, n: (r + 2**k) % n, "the offset is 2^(k mod τ)"),
     (lambda r, k, n: (r + 2 ** (k % max(1, int(math.log2(n))))) % n, "not ⌊log₂ n⌋"),
-    (lambda r, k, n: (r + 2 ** (k % n)) % n, "a learner sends to itself"),
+    (lambda r, k, n: (r + 2 ** (k % n)) % n, "the offset is 2^(k mod τ)"),
+    (lambda r, k, n: (r + 2 ** (k % (tau(n) + 1))) % n, "one less"),
+    (lambda r, k, n: r if k == 4 else out_peer(r, k, n), "a learner sends to itself"),
     (lambda r, k, n: (r + 2 ** (k % tau(n) + 1)) % n, "step k = 0 sends to the next learner"),
     (lambda r, k, n: (r - 2 ** (k % tau(n))), "outside 0..7"),
-], ids=["no mod n", "direction reversed", "no period", "period ⌊log₂ n⌋", "period n", "starts at 2", "negative"])
+], ids=["no mod n", "direction reversed", "no period", "period ⌊log₂ n⌋", "period n", "period τ + 1",
+         "sends to itself", "starts at 2", "negative"])
 def test_a_mistake_fails_with_a_hint_naming_it(wrong, says):
     assert says in hint_of(check_one_peer_exponential(wrong))
 

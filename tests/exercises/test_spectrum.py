@@ -48,12 +48,12 @@ def test_a_ring_rho_mistake_fails_with_a_hint_naming_it(wrong, says):
 
 
 @pytest.mark.parametrize("wrong, says", [
-    (lambda W: 1 - abs(eigenvalues_by_modulus(W)[0]), "the largest eigenvalue λ₁ = 1"),
+    (lambda W: 1 - abs(eigenvalues_by_modulus(W)[0]), "a gap of 0 comes from λ₁ = 1"),
     (lambda W: 1 - abs(eigenvalues_by_modulus(W)[1]), "larger than |λ₂|"),
     (lambda W: 1 - eigenvalues_by_modulus(W)[1].real, "its real part"),
     (lambda W: 1 - np.sort(np.linalg.eigvalsh(W))[-2], "eigvalsh"),
     (lambda W: 1 - np.linalg.norm(W - 1 / len(W)), "Frobenius norm"),
-    (lambda W: 1 - np.linalg.norm(W, ord=2), "subtract J"),
+    (lambda W: 1 - np.linalg.norm(W, ord=2), "Subtract J"),
     (lambda W: np.linalg.norm(W - 1 / len(W), ord=2), "the spectral gap is 1 − ρ"),
 ], ids=["λ₁", "|λ₂| of a non-normal W", "Re λ₂", "eigvalsh", "Frobenius", "no J", "ρ, not the gap"])
 def test_a_spectral_gap_mistake_fails_with_a_hint_naming_it(wrong, says):
