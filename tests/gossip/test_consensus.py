@@ -16,7 +16,7 @@ from galakit.gossip.consensus import (
     stack_parameters,
 )
 from galakit.gossip.simulate import simulate_sync
-from galakit.gossip.topology import build_topology
+from galakit.gossip.topology import build_topology, rho
 
 X = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]])  # average (1, 1)
 
@@ -96,7 +96,9 @@ def test_epsilon_bound_over_windows_of_a_time_varying_schedule():
 def test_epsilon_bound_is_infinite_without_contraction():
     assert epsilon_bound(1.0, 0.1, 1.0, 4) == math.inf
     assert epsilon_bound(1.0, 0.0, 1.0, 4, e0=2.0) == 2.0
-
+    # ρ of two disconnected blocks is 1 computed as 1 − 1e-16: no bound, not a huge finite one
+    blocks = np.kron(np.eye(2), np.full((5, 5), 0.2))
+    assert epsilon_bound(rho(blocks), 0.01, 1.0, 10) == math.inf
 
 @pytest.mark.parametrize("bad", [{"rho": -0.1}, {"alpha": -1.0}, {"grad_bound": float("nan")}, {"e0": -1.0}])
 def test_epsilon_bound_rejects_negative_inputs(bad):

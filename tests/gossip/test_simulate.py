@@ -40,7 +40,7 @@ def random_x(n: int, d: int = 3, seed: int = 0) -> np.ndarray:
     (True, 0, 0, GossipAction.MIX), (True, 5, 3, GossipAction.MIX),
     (False, 0, 0, GossipAction.BLOCK),  # sync_freq 0: always wait (synchronous gossip)
     (False, 2, 3, GossipAction.SKIP), (False, 3, 3, GossipAction.BLOCK),
-    (False, 10**6, HUGE, GossipAction.SKIP),
+    (False, 10**6, HUGE, GossipAction.SKIP), (False, 10**12, None, GossipAction.SKIP),  # None: never wait
 ])
 def test_gossip_action_is_gala_bounded_staleness_rule(fresh, staleness, sync_freq, action):
     assert gossip_action(fresh, staleness, sync_freq) is action
