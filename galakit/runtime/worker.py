@@ -37,11 +37,16 @@ def join_process_group(rank: int, world_size: int, cfg: Config, init_method: str
 
 
 def train_learner(cfg: Config, ctx: LearnerContext, observers: list[Observer]) -> tuple[Metrics, str | None]:
-    """Train learner ``ctx.rank`` to the end, then save the learners' average (every learner calls this: the
-    average is an all-reduce, after which every learner has finished training). Returns its ``Metrics`` and the
-    consensus checkpoint's path (learner 0 of a run of several; else None)."""
+    """Build learner ``ctx.rank``, wait until every learner is built, train it to the end, then save the
+    learners' average (every learner calls this: the average is an all-reduce, after which every learner has
+    finished training). Returns its ``Metrics`` and the consensus checkpoint's path (learner 0 of a run of
+    several; else None)."""
     learner = Learner(cfg, observers, ctx)
     try:
+        if ctx.world_size > 1 and dist.is_initialized():
+            # Start together, as the official code does: building simulators takes seconds and more under load,
+            # and a learner that started early would train alone (nobody to gossip with) for that long.
+            dist.barrier()
         metrics = learner.run()
     finally:
         learner.close()
