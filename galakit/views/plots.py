@@ -70,6 +70,8 @@ def draw_mixing_matrix(W: np.ndarray | Schedule, step: int = 0, *, ax: Axes | No
         for i, j in zip(*np.nonzero(matrix), strict=True):
             ax.text(j, i, f"{matrix[i, j]:.2g}", ha="center", va="center", fontsize=7,
                     color="white" if matrix[i, j] > 0.6 * matrix.max() else "black")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # learners are whole numbers, also for small n
+    ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("j (sender)")
     ax.set_ylabel("i (receiver)")
     title = f"W_{step}" if isinstance(W, Schedule) else "W"
