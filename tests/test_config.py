@@ -282,6 +282,20 @@ def test_importing_galakit_shortens_the_openmp_spin_unless_the_user_set_it(prese
     assert out.stdout.strip() == expected
 
 
+@pytest.mark.processes
+@pytest.mark.parametrize("code, preset, warns", [
+    ("import torch, galakit", None, True),   # too late: libgomp read the variable when torch loaded
+    ("import galakit, torch", None, False),
+    ("import torch, galakit", "3000", False),  # the user set it before Python started
+])
+def test_importing_galakit_after_torch_says_that_the_spin_is_not_shortened(code, preset, warns):
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    if preset is not None:
+        env["GOMP_SPINCOUNT"] = preset
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert ("galakit was imported after torch" in out.stderr) == warns, out.stderr
+
+
 def test_the_gossip_policies_a_config_accepts_are_the_rules_own():
     from galakit.config import GOSSIP_POLICIES
     from galakit.gossip.rule import ASYNC_POLICIES

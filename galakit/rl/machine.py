@@ -25,8 +25,17 @@ def resolve_device(name: str, rank: int = 0) -> torch.device:
 
 
 def learner_cores(world_size: int) -> int:
-    """This learner's share of the machine's cores: all of them, split between the learners on this machine."""
-    return max(1, (os.cpu_count() or 1) // local_learners(world_size))
+    """This learner's share of the cores this process may run on (``taskset``, a container's CPU set), split
+    between the learners on this machine."""
+    return max(1, usable_cores() // local_learners(world_size))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: ``os.sched_getaffinity`` where there is one, else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def set_threads(cfg: Config, world_size: int) -> int:

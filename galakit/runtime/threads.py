@@ -13,13 +13,24 @@ is not affected.
 """
 
 import os
+import sys
+import warnings
 
 SPIN_COUNT = "3000"
+TOO_LATE = ("galakit was imported after torch, so torch's idle threads in this process keep spinning between "
+            "kernels (a learner trained in this process, evaluate and replay can run several times slower on a busy "
+            "machine; the learner processes galakit starts are not affected): import galakit before torch, or "
+            f"set GOMP_SPINCOUNT={SPIN_COUNT} before Python starts")
 
 
 def shorten_openmp_spin() -> None:
-    """Set ``GOMP_SPINCOUNT`` for this process and the processes it starts, unless it is set already."""
-    os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
+    """Set ``GOMP_SPINCOUNT`` for this process and the processes it starts, unless it is set already; warn when
+    torch is loaded already (libgomp has read the variable then)."""
+    if "GOMP_SPINCOUNT" in os.environ:
+        return
+    os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    if "torch" in sys.modules:
+        warnings.warn(TOO_LATE, RuntimeWarning, stacklevel=3)
 
 
 shorten_openmp_spin()

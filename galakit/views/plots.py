@@ -130,7 +130,11 @@ def plot_training(metrics, *, window: int = 20, axes: tuple[Axes, Axes] | None =
             ret_ax.plot(steps, mean, lw=1, color=learner_color(rank, len(ranks)), label=f"learner {rank}")
     ret_ax.set_xlabel("steps of each learner")
     ret_ax.set_ylabel(f"raw return (mean of {window} games)")
-    ret_ax.legend(fontsize=7)
+    if ret_ax.get_legend_handles_labels()[0]:  # fewer than `window` games: nothing drawn yet, no legend
+        ret_ax.legend(fontsize=7)
+    else:
+        ret_ax.text(0.5, 0.5, f"fewer than {window} games per learner so far", ha="center", va="center",
+                    transform=ret_ax.transAxes, color="grey")
     draw_consensus_readings(cons_ax, metrics.consensus, len(ranks))
     return ret_ax, cons_ax
 
