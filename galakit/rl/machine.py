@@ -7,6 +7,8 @@ import os
 import random
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,20 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Within ``with``: torch runs its kernels on ``count`` threads; the caller's count is put back on exit.
+    Playing a policy (``evaluate``, ``replay``) runs batches of a few states: one thread does it as fast, and on
+    busy cores a second one only waits to be scheduled (20 CartPole games: 1.6 s on one thread, 46 s on two,
+    measured at load ~12)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class KernelState:

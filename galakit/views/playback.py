@@ -33,7 +33,7 @@ import torch
 from galakit.rl.a2c import sample_actions
 from galakit.rl.envs import FRAME_SKIP, build_env, is_atari
 from galakit.rl.evaluate import load_policy
-from galakit.rl.machine import resolve_device
+from galakit.rl.machine import resolve_device, torch_threads
 from galakit.validation import check_float, check_int, fail
 
 __all__ = ["VIDEO_FORMATS", "Replay", "check_video_path", "replay"]
@@ -239,7 +239,7 @@ def replay(checkpoint: str | os.PathLike, episodes: int = 1, *, deterministic: b
     frames: list[np.ndarray] = []
     scores: list[float] = []
     lengths: list[int] = []
-    with torch.random.fork_rng(devices=[where.index or 0] if where.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[where.index or 0] if where.type == "cuda" else []), torch_threads(1):
         torch.manual_seed(seed)  # before load_policy, as evaluate after torch.manual_seed(seed): the same draws
         model, cfg = load_policy(str(checkpoint), device)
         env = build_env(cfg.replace(num_envs=1, env_backend="sync"), seed=seed)

@@ -114,7 +114,13 @@ def test_logs_have_cleanrl_names_and_raw_episodes(tmp_path):
 
 def test_evaluate_plays_the_requested_number_of_games(tmp_path):
     m = galakit.train(quick(tmp_path, total_timesteps=40 * 5))
-    scores = evaluate(m.checkpoint, episodes=5, num_envs=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        scores = evaluate(m.checkpoint, episodes=5, num_envs=2)
+        assert torch.get_num_threads() == 3, "evaluate plays on one thread and gives the caller its count back"
+    finally:
+        torch.set_num_threads(threads)
     assert scores.shape == (5,) and np.all(scores >= 8)  # CartPole games last at least 8 steps
     with pytest.raises(ValueError, match="episodes"):
         evaluate(m.checkpoint, episodes=0)
