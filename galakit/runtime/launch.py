@@ -9,7 +9,6 @@ by ``galakit.runtime.supervisor.Run``. Under ``torchrun``, ``galakit train`` is 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,7 +18,7 @@ from galakit.io.observers import Observer, standard_observers
 from galakit.preflight import preflight
 from galakit.rl.learner import Learner
 from galakit.rl.machine import KernelState
-from galakit.runtime.supervisor import LearnerError, Run
+from galakit.runtime.supervisor import LearnerError, Run, RunInterrupted
 from galakit.validation import fail
 
 Callback = Callable[[dict[str, Any]], None]
@@ -73,21 +72,7 @@ def _config(config: Config | None, overrides: dict[str, Any]) -> Config:
 
 def _wait(run: Run) -> Metrics:
     try:
-        return run.wait()
-    except KeyboardInterrupt as stop:  # no learner outlives the cell; each saves first
-        run._halt(timeout=10.0)
-        raise RunInterrupted(run.metrics) from stop
+        return run.wait()  # Ctrl-C there stops the run (each learner saves first) and raises RunInterrupted
     except BaseException:
-        run._halt(timeout=10.0)
+        run._halt(timeout=10.0)  # no learner outlives the cell
         raise
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or a kernel interrupt, or SIGTERM to ``galakit train``) stopped ``train``: every learner saved a
-    checkpoint first. ``.metrics`` holds what the run had done; ``resume=metrics.run_dir`` continues it."""
-
-    def __init__(self, metrics: Metrics):
-        super().__init__(f"training stopped; the run is saved in {metrics.run_dir} "
-                         f"(continue it with resume={metrics.run_dir!r}, or galakit train --resume {metrics.run_dir})")
-        self.metrics = metrics
-        print(self.args[0], file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ import os
 import queue as queue_module
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -50,6 +51,18 @@ class LearnerError(RuntimeError):
     def __init__(self, rank: int, details: str, exitcode: int | None = None):
         super().__init__(f"learner {rank} failed: {details}")
         self.rank, self.exitcode = rank, exitcode
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a kernel interrupt, or SIGTERM to ``galakit train``) stopped ``train`` or ``Run.wait``: every
+    learner saved a checkpoint first. ``.metrics`` holds what the run had done; ``resume=metrics.run_dir``
+    continues it."""
+
+    def __init__(self, metrics: Metrics):
+        super().__init__(f"training stopped; the run is saved in {metrics.run_dir} "
+                         f"(continue it with resume={metrics.run_dir!r}, or galakit train --resume {metrics.run_dir})")
+        self.metrics = metrics
+        print(self.args[0], file=sys.stderr, flush=True)
 
 
 class Run:
@@ -300,12 +313,18 @@ class Run:
             return [p.exitcode for p in self._procs]
 
     def wait(self, timeout: float | None = None) -> Metrics:
-        """Block until every learner has finished; raise ``LearnerError`` if one failed."""
+        """Block until every learner has finished; raise ``LearnerError`` if one failed. Interrupting the wait
+        (Ctrl-C, a kernel interrupt) stops the run, as it stops ``train``: every learner saves, then
+        ``RunInterrupted``. (To stop waiting but keep the run going, pass a ``timeout``.)"""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.done and self.error is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"run still going after {timeout} s")
-            time.sleep(0.05)
+        try:
+            while not self.done and self.error is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"run still going after {timeout} s")
+                time.sleep(0.05)
+        except KeyboardInterrupt as stop:
+            self._halt(timeout=10.0)
+            raise RunInterrupted(self.metrics) from stop
         if self.error is not None:
             self._terminate()
         if self._monitor is not None and self._monitor.ident is not None:

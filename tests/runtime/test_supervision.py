@@ -199,22 +199,27 @@ INTERRUPTED = """
 import sys
 import galakit
 if __name__ == "__main__":
+    cfg = galakit.Config(env_id="CartPole-v1", num_learners=int(sys.argv[2]), algo="gala", num_envs=2,
+                         total_timesteps=10**9, run_dir=sys.argv[1], progress=False, tensorboard=False,
+                         checkpoint_interval=0, log_interval=5)
     try:
-        galakit.train(galakit.Config(env_id="CartPole-v1", num_learners=int(sys.argv[2]), algo="gala", num_envs=2,
-                                     total_timesteps=10**9, run_dir=sys.argv[1], progress=False, tensorboard=False,
-                                     checkpoint_interval=0, log_interval=5))
+        if sys.argv[3] == "train":
+            galakit.train(cfg)
+        else:
+            galakit.start(cfg).wait()  # interrupting the wait stops a started run too
     except galakit.RunInterrupted as stop:
         print("interrupted", stop.metrics.run_dir, len(stop.metrics.progress), flush=True)
         raise
 """
 
 
-@pytest.mark.parametrize("learners, sig", [(1, signal.SIGINT), (1, signal.SIGTERM), (2, signal.SIGINT)])
-def test_an_interrupted_run_saves_and_says_where(tmp_path, learners, sig):
+@pytest.mark.parametrize("learners, sig, how", [(1, signal.SIGINT, "train"), (1, signal.SIGTERM, "train"),
+                                               (2, signal.SIGINT, "train"), (2, signal.SIGINT, "start")])
+def test_an_interrupted_run_saves_and_says_where(tmp_path, learners, sig, how):
     script, run_dir = tmp_path / "train.py", tmp_path / "run"
     script.write_text(textwrap.dedent(INTERRUPTED))
     folders = [run_dir] if learners == 1 else [run_dir / f"learner_{r}" for r in range(learners)]
-    proc = subprocess.Popen([sys.executable, str(script), str(run_dir), str(learners)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, str(script), str(run_dir), str(learners), how], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
