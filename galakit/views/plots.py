@@ -133,7 +133,8 @@ def plot_training(metrics, *, window: int = 20, axes: tuple[Axes, Axes] | None =
     if ret_ax.get_legend_handles_labels()[0]:  # fewer than `window` games: nothing drawn yet, no legend
         ret_ax.legend(fontsize=7)
     else:
-        ret_ax.text(0.5, 0.5, f"fewer than {window} games per learner so far", ha="center", va="center",
+        empty = "no finished game yet" if window == 1 else f"fewer than {window} games per learner so far"
+        ret_ax.text(0.5, 0.5, empty, ha="center", va="center",
                     transform=ret_ax.transAxes, color="grey")
     draw_consensus_readings(cons_ax, metrics.consensus, len(ranks))
     return ret_ax, cons_ax
