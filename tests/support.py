@@ -56,3 +56,9 @@ def load_solution(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def hint_of(result) -> str:
+    """The hint of a failed exercise check (``galakit.exercises.checking.Result``): what a test asserts on."""
+    assert result.status == "failed" and "hint: " in result.message, result.message
+    return result.message.split("hint: ", 1)[1]

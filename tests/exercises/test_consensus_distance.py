@@ -4,7 +4,7 @@ make (the first learner for the average, squared distances, the wrong axis, one 
 
 import numpy as np
 import pytest
-from support import load_solution
+from support import hint_of, load_solution
 
 from galakit.exercises import check_distance_to_average, check_max_pairwise_distance
 
@@ -14,11 +14,6 @@ flatten = solution.flatten
 
 def stack(params):
     return np.stack([flatten(p) for p in params])
-
-
-def hint_of(result) -> str:
-    assert result.status == "failed" and "hint: " in result.message, result.message
-    return result.message.split("hint: ", 1)[1]
 
 
 def test_the_reference_solutions_pass():

@@ -6,18 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from support import load_solution
+from support import hint_of, load_solution
 
 from galakit.exercises import check_epsilon_bound
 from galakit.exercises.epsilon import cases
 from galakit.gossip.topology import rho
 
 epsilon_bound = load_solution("11_epsilon_bound").epsilon_bound
-
-
-def hint_of(result) -> str:
-    assert result.status == "failed" and "hint: " in result.message, result.message
-    return result.message.split("hint: ", 1)[1]
 
 
 def test_the_reference_solution_passes():

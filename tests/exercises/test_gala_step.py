@@ -4,7 +4,7 @@ again, mixing when only some in-peers sent, not renormalising W's row, ...) fail
 
 import numpy as np
 import pytest
-from support import load_solution
+from support import hint_of, load_solution
 
 from galakit.exercises import check_gala_gossip_step
 from galakit.exercises.gala_step import cases, reference
@@ -13,11 +13,6 @@ from galakit.gossip.rule import GossipAction
 solution = load_solution("10_gala_gossip_step")
 gala_gossip_step = solution.gala_gossip_step
 MIX, SKIP, BLOCK = GossipAction.MIX, GossipAction.SKIP, GossipAction.BLOCK
-
-
-def hint_of(result) -> str:
-    assert result.status == "failed" and "hint: " in result.message, result.message
-    return result.message.split("hint: ", 1)[1]
 
 
 def test_the_reference_solution_passes():

@@ -2,16 +2,11 @@
 
 import numpy as np
 import pytest
-from support import load_solution
+from support import hint_of, load_solution
 
 from galakit.exercises import check_push_sum_step
 
 push_sum_step = load_solution("08_push_sum").push_sum_step
-
-
-def hint_of(result) -> str:
-    assert result.status == "failed" and "hint: " in result.message, result.message
-    return result.message.split("hint: ", 1)[1]
 
 
 def test_the_reference_solution_passes():

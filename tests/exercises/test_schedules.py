@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from support import load_solution
+from support import hint_of, load_solution
 
 from galakit.exercises import check_one_peer_exponential
 
@@ -12,11 +12,6 @@ out_peer = load_solution("07_one_peer_exponential").out_peer
 
 def tau(n):
     return max(1, math.ceil(math.log2(n)))
-
-
-def hint_of(result) -> str:
-    assert result.status == "failed" and "hint: " in result.message, result.message
-    return result.message.split("hint: ", 1)[1]
 
 
 def test_the_reference_solution_passes_and_says_why_six_is_not_exact():
