@@ -62,3 +62,11 @@ def hint_of(result) -> str:
     """The hint of a failed exercise check (``galakit.exercises.checking.Result``): what a test asserts on."""
     assert result.status == "failed" and "hint: " in result.message, result.message
     return result.message.split("hint: ", 1)[1]
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a test's child that must stop on SIGINT: a shell that starts a job in the background
+    (``cmd &`` without job control) gives it SIGINT ignored, its children inherit that, and Python keeps it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

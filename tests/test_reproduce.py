@@ -9,11 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import galakit
 from galakit.grids import GRIDS, frames_to_reach, grid_cells
 from galakit.rl.a2c import Episode
+from galakit.views.results import load_grid, plot_grid, score_curve
 
 CELLS = ("CartPole__a2c__s1", "CartPole__gala__s1", "CartPole__allreduce__s1")
 
@@ -57,6 +59,13 @@ def test_a_killed_grid_continues_where_it_stopped_and_never_reruns_a_finished_ce
     assert all(r["eval_games"] == 2 and r["wall_s"] > 0 and 0 < r["cpu_util"] <= 1.05 for r in rows)
     table = (out / "results.md").read_text().splitlines()
     assert len(table) == 2 + 3 and all(f"| CartPole | {algo} |" in "\n".join(table) for algo in GRIDS["smoke"].algos)
+    # the figures read the cells back: each game's score against frames and training seconds, never backwards
+    cells = load_grid(out)
+    assert sorted(cells) == sorted(("CartPole", algo) for algo in GRIDS["smoke"].algos)
+    frames, seconds, returns = score_curve(cells["CartPole", "gala"][0], window=5)
+    assert len(frames) == len(seconds) == len(returns) > 0 and frames[-1] <= 3000
+    assert (np.diff(frames) >= 0).all() and (np.diff(seconds) >= 0).all() and seconds[-1] <= rows[1]["wall_s"]
+    assert len(plot_grid(out, window=5).axes) == 4
     # asking for more steps continues a finished cell from its last checkpoint
     more = subprocess.run([*reproduce_command(out), "--algos", "a2c", "--total-timesteps", "4000"],
                           capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import final_params, initial_params, torchrun_command
+from support import default_sigint, final_params, initial_params, torchrun_command
 from support import tiny_config as cfg
 
 import galakit
@@ -141,7 +141,7 @@ def test_sigint_to_the_parent_stops_every_learner(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(SCRIPT.format(run_dir=str(tmp_path / "run"))))
     log = open(tmp_path / "stderr.txt", "w")
-    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stderr=log)
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stderr=log, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         while len(children_of(parent.pid)) < 2 or not (tmp_path / "run" / "learner_1" / "progress.csv").exists():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import default_sigint
 from test_gala import ROOT, _alive, cfg, children_of, read_csv
 
 import galakit
@@ -220,7 +221,7 @@ def test_an_interrupted_run_saves_and_says_where(tmp_path, learners, sig, how):
     script.write_text(textwrap.dedent(INTERRUPTED))
     folders = [run_dir] if learners == 1 else [run_dir / f"learner_{r}" for r in range(learners)]
     proc = subprocess.Popen([sys.executable, str(script), str(run_dir), str(learners), how], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 90
         while not all((f / "progress.csv").exists() and len(read_csv(f / "progress.csv")) >= 2 for f in folders):
