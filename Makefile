@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/galakit demo
 
 test: $(STAMP)
-	$(BIN)/ruff check galakit tests bench
+	$(BIN)/ruff check galakit tests bench tutorials exercises
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
