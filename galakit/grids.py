@@ -354,20 +354,50 @@ def frames_to_reach(episodes, thresholds, num_learners: int, frame_skip: int, wi
     games (all learners' games in step order) first reached it; None if never. A game's frame count is its
     learner's step × ``num_learners`` × ``frame_skip`` (learners advance at about the same pace)."""
     returns = np.array([e.ret for e in episodes], dtype=float)
-    steps = np.array([e.global_step for e in episodes])
+    frames = np.array([e.global_step for e in episodes], dtype=np.int64) * num_learners * frame_skip
+    if len(returns) < window:  # too few games for a full window: the mean of all of them
+        means = np.cumsum(returns)[-1:] / max(1, len(returns)) if len(returns) else returns
+        return first_reach(frames[-1:], means, thresholds)
+    return first_reach(frames[window - 1:], np.convolve(returns, np.ones(window) / window, mode="valid"), thresholds)
+
+
+def first_reach(frames, running_mean, thresholds) -> dict:
+    """For each threshold, the first of ``frames`` where ``running_mean`` (one value per frame count) reached
+    it, as an int; None if never. Shared by galakit's cells and the published curves they are read against."""
+    frames, running_mean = np.asarray(frames), np.asarray(running_mean)
     found = {}
     for threshold in thresholds:
-        found[threshold] = None
-        for i in range(min(window, len(returns)) - 1, len(returns)):
-            if returns[max(0, i + 1 - window):i + 1].mean() >= threshold:
-                found[threshold] = int(steps[i]) * num_learners * frame_skip
-                break
+        reached = np.flatnonzero(running_mean >= threshold)
+        found[threshold] = int(frames[reached[0]]) if len(reached) else None
     return found
 
 
 def collect(out: str | Path) -> list[dict]:
     """Every finished cell's row, in the order of the folder names."""
     return [json.loads(p.read_text()) for p in sorted(Path(out).glob("*/summary.json"))]
+
+
+def export_cells(out: str | Path, dest: str | Path, every: int = 10) -> list[str]:
+    """Copy each finished cell of grid ``out`` to ``dest`` without what is large (checkpoints, TensorBoard
+    events), keeping every ``every``-th row of the progress files (and the last): what ``load_grid`` and
+    ``plot_grid`` read, small enough to commit. A cell already in ``dest`` is replaced; the table is rebuilt
+    from every cell there. Returns the cells copied."""
+    copied = []
+    for summary in sorted(Path(out).glob("*/summary.json")):
+        cell, target = summary.parent, Path(dest) / summary.parent.name
+        shutil.rmtree(target, ignore_errors=True)
+        for path in sorted(cell.rglob("*")):
+            inside = path.relative_to(cell)
+            if path.suffix not in (".csv", ".json") or {"checkpoints", "consensus"} & set(inside.parts[:-1]):
+                continue
+            lines = path.read_text().splitlines(keepends=True)
+            if path.name == "progress.csv" and len(lines) > 2:
+                lines = lines[:1] + lines[1:-1][::every] + lines[-1:]
+            (target / inside).parent.mkdir(parents=True, exist_ok=True)
+            (target / inside).write_text("".join(lines))
+        copied.append(cell.name)
+    write_table(dest, collect(dest))
+    return copied
 
 
 COLUMNS = ("game", "algo", "seed", "learners", "envs_per_learner", "frames", "wall_s", "frames_per_s",

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import galakit
-from galakit.grids import GRIDS, frames_to_reach, grid_cells
+from galakit.grids import GRIDS, export_cells, frames_to_reach, grid_cells
 from galakit.rl.a2c import Episode
-from galakit.views.results import load_grid, plot_grid, score_curve
+from galakit.views.results import load_grid, monitor_curve, plot_grid, score_curve
 
 CELLS = ("CartPole__a2c__s1", "CartPole__gala__s1", "CartPole__allreduce__s1")
 
@@ -65,7 +65,17 @@ def test_a_killed_grid_continues_where_it_stopped_and_never_reruns_a_finished_ce
     frames, seconds, returns = score_curve(cells["CartPole", "gala"][0], window=5)
     assert len(frames) == len(seconds) == len(returns) > 0 and frames[-1] <= 3000
     assert (np.diff(frames) >= 0).all() and (np.diff(seconds) >= 0).all() and seconds[-1] <= rows[1]["wall_s"]
-    assert len(plot_grid(out, window=5).axes) == 4
+    published = {"CartPole": {"published": (np.array([0, 1500, 9000]), np.array([10.0, 50.0, 200.0]))}}
+    fig = plot_grid(out, window=5, references=published)
+    assert len(fig.axes) == 4
+    drawn = [line for line in fig.axes[0].lines if line.get_label() == "published"]
+    assert len(drawn) == 1 and list(drawn[0].get_xdata()) == [0, 1500]  # cut where the grid's cells end
+    # a copy without checkpoints reads back the same
+    export_cells(out, tmp_path / "kept", every=3)
+    assert not list((tmp_path / "kept").rglob("*.pt")) and (tmp_path / "kept" / "results.md").is_file()
+    kept = load_grid(tmp_path / "kept")
+    assert [c["summary"] for c in kept["CartPole", "gala"]] == [c["summary"] for c in cells["CartPole", "gala"]]
+    assert np.array_equal(score_curve(kept["CartPole", "gala"][0], window=5)[0], frames)
     # asking for more steps continues a finished cell from its last checkpoint
     more = subprocess.run([*reproduce_command(out), "--algos", "a2c", "--total-timesteps", "4000"],
                           capture_output=True, text=True, timeout=300)
@@ -82,6 +92,17 @@ def test_frames_to_reach_a_score_use_the_running_mean_over_all_learners():
     found = frames_to_reach(games, (2.0, 5.5, 99), num_learners=2, frame_skip=4, window=4)
     # means of the last 4 games: 2.5 at the 4th game (step 400), 5.5 at the 7th (step 700)
     assert found == {2.0: 400 * 2 * 4, 5.5: 700 * 2 * 4, 99: None}
+
+
+def test_a_published_runs_monitor_files_give_its_curve_in_the_order_games_ended(tmp_path):
+    # two simulators' Monitor files (SB3: a JSON comment line, then r,l,t); games end interleaved in time
+    (tmp_path / "0.monitor.csv").write_text('#{"t_start": 0}\nr,l,t\n1.0,100,1.0\n3.0,300,3.0\n')
+    (tmp_path / "1.monitor.csv").write_text('#{"t_start": 0}\nr,l,t\n2.0,200,2.0\n4.0,400,4.0\n')
+    frames, seconds, means = monitor_curve(tmp_path, window=2)
+    assert list(frames) == [300, 600, 1000]  # every game's frames, in the order the games ended
+    assert list(seconds) == [2.0, 3.0, 4.0] and list(means) == [1.5, 2.5, 3.5]
+    with pytest.raises(FileNotFoundError, match="monitor.csv"):
+        monitor_curve(tmp_path / "nothing")
 
 
 def test_every_cell_of_the_paper_grid_is_a_valid_config_of_the_papers_setting(tmp_path):

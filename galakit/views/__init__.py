@@ -7,7 +7,8 @@ feed anything back, and ``import galakit`` never imports this one (matplotlib an
   ``Run`` that is going, or a finished run's directory;
 * ``replay(checkpoint)``: a checkpoint playing, inline, with its raw score (``playback``);
 * figures for scripts, docs and slides (``plots``): a topology at step k, a mixing matrix, consensus error, a run;
-  and of a ``galakit reproduce`` grid (``results``): scores against frames and wall-clock, frame rates, ε.
+  and of a ``galakit reproduce`` grid (``results``): scores against frames and wall-clock, frame rates, ε, beside a
+  published run read from its Stable-Baselines3 Monitor files.
 """
 
 from galakit.lazy import lazy_exports
@@ -17,6 +18,6 @@ _EXPORTS = {
     "galakit.views.dashboard": ("Dashboard",),
     "galakit.views.playback": ("Replay", "replay"),
     "galakit.views.plots": ("draw_mixing_matrix", "draw_topology", "plot_consensus", "plot_training"),
-    "galakit.views.results": ("load_grid", "plot_grid"),
+    "galakit.views.results": ("load_grid", "monitor_curve", "plot_grid"),
 }
 __all__, __getattr__, __dir__ = lazy_exports("galakit.views", _EXPORTS, globals())

@@ -1,6 +1,7 @@
 """Figures of a ``galakit reproduce`` grid, read from its cells' run directories (``load_run``): the raw score
 against frames and against wall-clock for each game (the mean over seeds, and their spread), frames/s for each
-algorithm, and the learners' distance to each other next to the ε bound.
+algorithm, and the learners' distance to each other next to the ε bound; and a published run's curve to read
+them against (``monitor_curve``: Stable-Baselines3's Monitor files).
 """
 
 from __future__ import annotations
@@ -50,6 +51,25 @@ def score_curve(cell: dict, window: int = 100) -> tuple[np.ndarray, np.ndarray, 
     return frames[window - 1:], seconds[window - 1:], returns
 
 
+def monitor_curve(folder: str | Path, window: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames, seconds, mean raw return of the last ``window`` games) of a Stable-Baselines3 run, read from its
+    ``*.monitor.csv`` files (one per simulator; a comment line, then ``r,l,t``: a game's return, its length and
+    when it ended, in seconds from the start). All simulators' games in the order they ended; a game's frames
+    are the lengths of every game ended so far (the games still going are not counted, so this lags by up to
+    one game per simulator). On Atari the Monitor wraps the raw ``NoFrameskip`` game: ``l`` counts emulator
+    frames and ``r`` is the whole game's raw score, as galakit's rows are."""
+    files = sorted(Path(folder).glob("*.monitor.csv"))
+    if not files:
+        raise FileNotFoundError(f"no *.monitor.csv in {folder}")
+    games = np.concatenate([np.loadtxt(f, delimiter=",", skiprows=2, ndmin=2) for f in files])
+    games = games[np.argsort(games[:, 2], kind="stable")]
+    if len(games) < window:
+        return np.array([]), np.array([]), np.array([])
+    frames = np.cumsum(games[:, 1])
+    returns = np.convolve(games[:, 0], np.ones(window) / window, mode="valid")
+    return frames[window - 1:], games[window - 1:, 2], returns
+
+
 def training_clock(progress: list[dict], segments: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """(learner 0's step, seconds of training so far) at each of learner 0's rows: the row's time since the start
     of its stretch, plus how long the stretches before it trained (a stopped one: until its last row)."""
@@ -74,10 +94,13 @@ def mean_and_spread(curves: list[tuple[np.ndarray, np.ndarray]], points: int = 2
     return grid, ys.mean(0), ys.min(0), ys.max(0)
 
 
-def plot_grid(out: str | Path, *, window: int = 100, anchors: dict[str, float] | None = None) -> Figure:
+def plot_grid(out: str | Path, *, window: int = 100, anchors: dict[str, float] | None = None,
+              references: dict[str, dict[str, tuple]] | None = None) -> Figure:
     """One row per game: score against frames, score against training wall-clock, frames/s per algorithm, and
     (GALA cells) the largest pairwise distance with the ε bound. ``anchors``: published scores per game, drawn
-    as dotted lines (e.g. ``galakit.grids.ANCHORS[...]``)."""
+    as dotted lines (e.g. ``galakit.grids.ANCHORS[...]``). ``references``: per game, published curves by label,
+    each (frames, mean score) as ``monitor_curve`` gives them, drawn in grey against frames only (another
+    machine's wall-clock says nothing here) and cut where the grid's own cells end."""
     cells = load_grid(out)
     games = sorted({game for game, _ in cells})
     fig, axes = plt.subplots(len(games) or 1, 4, figsize=(18, 3.6 * max(1, len(games))), squeeze=False)
@@ -91,6 +114,7 @@ def plot_grid(out: str | Path, *, window: int = 100, anchors: dict[str, float] |
                     x = x / 60
                 ax.plot(x, mean, color=ALGO_COLORS.get(algo), lw=1.5, label=f"{algo} ({len(curves)} seed(s))")
                 ax.fill_between(x, low, high, color=ALGO_COLORS.get(algo), alpha=0.2, lw=0)
+        draw_references(row[0], (references or {}).get(game, {}))
         for ax, label in ((row[0], "frames"), (row[1], "training wall-clock (minutes)")):
             if anchors and game in anchors:
                 ax.axhline(anchors[game], color="0.4", ls=":", lw=1, label=f"anchor {anchors[game]:g}")
@@ -109,3 +133,12 @@ def plot_grid(out: str | Path, *, window: int = 100, anchors: dict[str, float] |
             row[3].axis("off")
     fig.tight_layout()
     return fig
+
+
+def draw_references(ax, curves: dict[str, tuple]) -> None:
+    """Published (frames, score) curves in shades of grey, up to the frames the axes already show."""
+    end = ax.get_xlim()[1] if ax.lines else None
+    for i, (label, (frames, scores)) in enumerate(curves.items()):
+        frames, scores = np.asarray(frames), np.asarray(scores)
+        keep = frames <= end if end is not None else slice(None)
+        ax.plot(frames[keep], scores[keep], color=("0.35", "0.6", "0.8")[i % 3], lw=1.2, ls="--", label=label)
