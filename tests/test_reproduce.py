@@ -110,7 +110,8 @@ def test_every_cell_of_the_paper_grid_is_a_valid_config_of_the_papers_setting(tm
     assert len(cells) == 6 * 4 * 3
     gala = [c.config for c in cells if c.algo == "gala"]
     assert all(c.num_learners == 4 and c.num_envs == 16 and c.num_steps == 5 and c.total_timesteps == 10_000_000
-               and c.env_id.endswith("NoFrameskip-v4") for c in gala)
+               and c.env_id.endswith("NoFrameskip-v4") and c.diag_interval > 0 for c in gala)
+    assert all(c.config.diag_interval > 0 for c in grid_cells(GRIDS["cpu-small"], tmp_path) if c.algo == "gala")
     assert len({c.config.run_dir for c in cells}) == len(cells)
     assert not any(tmp_path.iterdir())  # building the grid starts nothing and writes nothing
 
