@@ -8,8 +8,9 @@ for another learner:
 * ``RelayBoard`` (torchrun, any machines): the learner posts θ_i to learner 0 on a gloo group of its own (a
   ``GossipChannel``: sender and receiver threads), and a thread of learner 0 reads the newest vector of each.
 
-A ``ConsensusRecorder`` takes a reading each time the leading learner has published again (and a last one when
-the run ends), computing with ``galakit.gossip.consensus``
+A ``ConsensusRecorder`` takes a reading each time the slowest learner has published again (and a last one when
+the run ends): learners at about the same pace have then all published the same update, so the θ_i it compares
+are from the same update k, not up to ``diag_interval`` updates apart. It computes, with ``galakit.gossip.consensus``,
 
     ‖θ_i − θ̄‖ for each learner,   max_ij ‖θ_i − θ_j‖,   and the bound on ‖E‖_F = sqrt(Σ_i ‖θ_i − θ̄‖²)
 
@@ -207,9 +208,11 @@ class ConsensusRecorder:
     of gossip steps ``rho`` covers; ``e0``: the initial spread ‖E_0‖_F. `ConsensusRecorder.for_run` reads all three
     off a config.
 
-    A reading costs O(n² D), so it is taken once per ``diag_interval`` of the leading learner (when the newest
-    published update has moved on), not at every learner's publication; ``final=True`` takes one more if anything
-    was published since the last reading (the learners' final parameters).
+    A reading costs O(n² D), so it is taken once per ``diag_interval`` of the slowest learner (when the oldest
+    published update has moved on), not at every learner's publication: the others have then published the same
+    update k, or one ``diag_interval`` later if they run that far ahead (the reading's ``update_min`` and
+    ``update_max`` say which). ``final=True`` takes one more if anything was published since the last reading (the
+    learners' final parameters).
     """
 
     def __init__(self, rho: float | None, run_dir: str | Path, tensorboard: bool = True, *, period: int = 1,
@@ -231,7 +234,7 @@ class ConsensusRecorder:
     def record(self, board: DiagnosticsBoard | RelayBoard, final: bool = False) -> dict[str, Any] | None:
         """The new reading, or None when there is nothing new to read (or some learner has not published yet)."""
         updates, last = board.published(), self._updates
-        if last is not None and ((updates == last).all() or (not final and updates.max() <= last.max())):
+        if last is not None and ((updates == last).all() or (not final and updates.min() <= last.min())):
             return None
         reading = consensus_reading(board, self.rho, self.period, self.e0)
         if reading is None:

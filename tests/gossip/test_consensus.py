@@ -167,3 +167,19 @@ def test_live_bound_includes_the_initial_spread_of_learners_started_apart(tmp_pa
     assert reading["epsilon_bound"] == pytest.approx(recorder.e0 + 0.01 * 2 * rho / (1 - rho))
     assert math.sqrt(sum(d**2 for d in reading["distance_to_average"])) <= reading["epsilon_bound"]
     assert ConsensusRecorder.for_run(cfg.replace(identical_init=True), tmp_path).e0 == 0.0
+
+
+def test_a_reading_waits_for_the_slowest_learner_so_it_compares_one_update(tmp_path):
+    from galakit.runtime.diagnostics import ConsensusRecorder
+
+    recorder = ConsensusRecorder(0.5, tmp_path, tensorboard=False)
+    board = board_with(torch.zeros(2, 3), step_norm=0.1)  # both at update 10
+    assert recorder.record(board)["updates"] == [10, 10]
+    board.publish(0, 20, torch.ones(3), 0.1)  # the leader is on: learner 1's θ is still update 10's
+    assert recorder.record(board) is None
+    board.publish(1, 20, torch.ones(3), 0.1)
+    reading = recorder.record(board)
+    assert reading["updates"] == [20, 20] and reading["update_min"] == reading["update_max"] == 20
+    assert reading["max_pairwise_distance"] == 0.0
+    board.publish(0, 30, torch.zeros(3), 0.1)
+    assert recorder.record(board) is None and recorder.record(board, final=True)["updates"] == [30, 20]
