@@ -357,9 +357,8 @@ def frames_to_reach(episodes, thresholds, num_learners: int, frame_skip: int, wi
     learner's step × ``num_learners`` × ``frame_skip`` (learners advance at about the same pace)."""
     returns = np.array([e.ret for e in episodes], dtype=float)
     frames = np.array([e.global_step for e in episodes], dtype=np.int64) * num_learners * frame_skip
-    if len(returns) < window:  # too few games for a full window: the mean of all of them
-        means = np.cumsum(returns)[-1:] / max(1, len(returns)) if len(returns) else returns
-        return first_reach(frames[-1:], means, thresholds)
+    if len(returns) < window:  # too few games for a full window: the mean of all of them, at the last
+        return first_reach(frames[-1:], [returns.mean()] if len(returns) else [], thresholds)
     return first_reach(frames[window - 1:], np.convolve(returns, np.ones(window) / window, mode="valid"), thresholds)
 
 

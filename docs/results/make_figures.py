@@ -7,9 +7,10 @@ copies the grid's finished cells to docs/results/cpu-small/ without checkpoints 
 a cell there is replaced, the others stay, so cells run in different sessions add up; that folder's
 results.csv and results.md are the table), then draws docs/results/cpu-small.png from that folder
 (``galakit.views.plot_grid``). With ``--zoo`` (a clone of github.com/DLR-RM/rl-trained-agents) it also writes
-sb3-zoo-a2c.csv, the zoo's running 100-game mean at every 10th game of the six paper games; without, the figure reads that file. It
-prints the frames at which each zoo curve first reached the grid's thresholds (``galakit.grids.first_reach``;
-from the full curve with ``--zoo``, from every 10th game without). With no ``--grid`` it only redraws.
+sb3-zoo-a2c.csv: the zoo's running 100-game mean at every 10th game of the six paper games. Without, the
+figure reads that file. It prints the frames at which each zoo curve first reached the grid's thresholds
+(``galakit.grids.first_reach``: from the full curve with ``--zoo``, from every 10th game without). With no
+``--grid`` it only redraws.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ for another learner:
   ``GossipChannel``: sender and receiver threads), and a thread of learner 0 reads the newest vector of each.
 
 A ``ConsensusRecorder`` takes a reading each time the slowest learner has published again (and a last one when
-the run ends): learners at about the same pace have then all published the same update, so the θ_i it compares
-are from the same update k, not up to ``diag_interval`` updates apart. It computes, with ``galakit.gossip.consensus``,
+the run ends): learners at about the same pace have then all published the same update, so the θ_i it
+compares are from one update k, not up to ``diag_interval`` updates apart. It computes, with
+``galakit.gossip.consensus``,
 
     ‖θ_i − θ̄‖ for each learner,   max_ij ‖θ_i − θ_j‖,   and the bound on ‖E‖_F = sqrt(Σ_i ‖θ_i − θ̄‖²)
 
