@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from galakit.views.plots import draw_consensus_readings
+from galakit.views.plots import draw_consensus_readings, smoothed_returns
 
 ALGO_COLORS = {"a2c": "tab:blue", "gala": "tab:green", "allreduce": "tab:orange", "a3c": "tab:purple"}
 
@@ -63,11 +63,8 @@ def monitor_curve(folder: str | Path, window: int = 100) -> tuple[np.ndarray, np
         raise FileNotFoundError(f"no *.monitor.csv in {folder}")
     games = np.concatenate([np.loadtxt(f, delimiter=",", skiprows=2, ndmin=2) for f in files])
     games = games[np.argsort(games[:, 2], kind="stable")]
-    if len(games) < window:
-        return np.array([]), np.array([]), np.array([])
-    frames = np.cumsum(games[:, 1])
-    returns = np.convolve(games[:, 0], np.ones(window) / window, mode="valid")
-    return frames[window - 1:], games[window - 1:, 2], returns
+    frames, returns = smoothed_returns(np.cumsum(games[:, 1]), games[:, 0], window)  # empty before window games
+    return frames, games[window - 1:, 2] if len(frames) else np.array([]), returns
 
 
 def training_clock(progress: list[dict], segments: list[dict]) -> tuple[np.ndarray, np.ndarray]:
