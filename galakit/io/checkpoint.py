@@ -162,6 +162,19 @@ def find_checkpoint(path: str | Path) -> Path:
     return find_checkpoints(path)[0]
 
 
+def resumed_steps(resume: str | Path | None, num_learners: int) -> list[int]:
+    """The global step each learner resuming from ``resume`` continues from, by the name of its newest checkpoint
+    (``learner_<rank>/`` of a run of several, else the file or run directory itself); [] for a new run or none."""
+    if not resume:
+        return []
+    path = Path(resume)
+    folders = [path / f"learner_{r}" for r in range(num_learners)] if (path / "learner_0").is_dir() else [path]
+    try:
+        return [checkpoint_step(find_checkpoint(folder)) for folder in folders]
+    except (FileNotFoundError, ValueError):
+        return []
+
+
 RUN_FILES = ("progress.csv", "episodes.csv", "consensus.csv")
 
 

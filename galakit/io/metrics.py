@@ -193,19 +193,20 @@ def open_csv(path: Path, fields: tuple[str, ...] | list[str]):
     return f, writer
 
 
-def truncate_csv(path: Path, last_step: int) -> None:
-    """Keep only the rows of ``path`` with ``global_step <= last_step`` (rewritten atomically). A run that
-    crashed after its last checkpoint had logged rows past it; resumed from that checkpoint, it logs them again."""
+def truncate_csv(path: Path, last_step: int, column: str = "global_step") -> None:
+    """Keep only the rows of ``path`` with ``column <= last_step`` (rewritten atomically). A run that crashed
+    after its last checkpoint had logged rows past it; resumed from that checkpoint, it logs them again.
+    ``consensus.csv`` is cut by ``update_max``, the newest update a reading saw."""
     fields, rows = read_csv(path)
     if fields is None:
         return
-    _write_csv(path, fields, [r for r in rows if _step(r) is not None and _step(r) <= last_step])
+    _write_csv(path, fields, [r for r in rows if _step(r, column) is not None and _step(r, column) <= last_step])
 
 
-def _step(row: dict[str, str]) -> int | None:
-    """A row's global step, or None for a row that does not hold one."""
+def _step(row: dict[str, str], column: str = "global_step") -> int | None:
+    """A row's step (``column``), or None for a row that does not hold one."""
     try:
-        return int(row["global_step"])
+        return int(row[column])
     except (TypeError, ValueError, KeyError):
         return None
 
@@ -258,7 +259,8 @@ def read_consensus(path: str | Path) -> list[dict[str, Any]]:
 
 class MetricsWriter:
     """Appends progress rows and episodes to CSV files and, optionally, TensorBoard. ``resumed_at``: the global
-    step of the checkpoint a resumed run continues from; rows logged after it (by the run that crashed) go.
+    step of the checkpoint a resumed run continues from; rows logged after it (by the run that crashed) go, from
+    the CSV files and from TensorBoard's view (``purge_step``).
     ``progress.csv`` takes its columns from the first row (`progress_columns`), and more if a later row brings a
     new key."""
 
@@ -278,7 +280,7 @@ class MetricsWriter:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: it is slow to import
 
-            self._tb = SummaryWriter(str(self.run_dir))
+            self._tb = SummaryWriter(str(self.run_dir), purge_step=_purge_step(resumed_at))
             if hparams:
                 table = "\n".join(f"|{k}|{v}|" for k, v in hparams.items())
                 self._tb.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
@@ -312,21 +314,30 @@ class MetricsWriter:
             self._tb.close()
 
 
+def _purge_step(resumed_at: int | None) -> int | None:
+    """TensorBoard's ``purge_step`` for a run resumed at step ``resumed_at``: the events after it are hidden."""
+    return None if resumed_at is None else resumed_at + 1
+
+
 class ConsensusWriter:
     """Appends ε-ball readings (``galakit.runtime.diagnostics``) to ``<run_dir>/consensus.csv``, one column per
     learner for each list of a reading (`consensus_columns`), and to TensorBoard under ``<run_dir>/consensus``
-    (tags ``consensus/…``, step = newest update)."""
+    (tags ``consensus/…``, step = newest update). ``resumed_at``: the oldest update the learners of a resumed run
+    continue from; the readings that saw a later one were of the run that crashed, and go (`truncate_csv`)."""
 
-    def __init__(self, run_dir: str | Path, num_learners: int, tensorboard: bool = True):
+    def __init__(self, run_dir: str | Path, num_learners: int, tensorboard: bool = True,
+                 resumed_at: int | None = None):
         self.fields = consensus_columns(num_learners)
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resumed_at is not None:
+            truncate_csv(RunDir(self.run_dir).consensus_csv, resumed_at, column="update_max")
         self._file, self._csv = open_csv(RunDir(self.run_dir).consensus_csv, self.fields)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(RunDir(self.run_dir).consensus_dir))
+            self._tb = SummaryWriter(str(RunDir(self.run_dir).consensus_dir), purge_step=_purge_step(resumed_at))
 
     def write(self, reading: dict[str, Any]) -> None:
         self._csv.writerow(consensus_row(reading))

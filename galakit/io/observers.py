@@ -132,15 +132,17 @@ class RunLog(Observer):
 
 
 class ConsensusLog(Observer):
-    """The run's ``consensus.csv`` (and TensorBoard ``consensus/…``), opened at the first reading."""
+    """The run's ``consensus.csv`` (and TensorBoard ``consensus/…``), opened at the first reading. ``resumed_at``:
+    the oldest update the learners of a resumed run continue from (`ConsensusWriter`)."""
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool):
-        self.run_dir, self.tensorboard = run_dir, tensorboard
+    def __init__(self, run_dir: str | Path, tensorboard: bool, resumed_at: int | None = None):
+        self.run_dir, self.tensorboard, self.resumed_at = run_dir, tensorboard, resumed_at
         self.writer: ConsensusWriter | None = None
 
     def on_consensus(self, reading: dict[str, Any]) -> None:
         if self.writer is None:
-            self.writer = ConsensusWriter(self.run_dir, len(reading["distance_to_average"]), self.tensorboard)
+            self.writer = ConsensusWriter(self.run_dir, len(reading["distance_to_average"]), self.tensorboard,
+                                          resumed_at=self.resumed_at)
         self.writer.write(reading)
 
     def on_end(self, metrics: Metrics) -> None:

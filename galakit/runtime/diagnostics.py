@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from galakit.gossip.consensus import consensus_error, distance_to_average, epsilon_bound, max_pairwise_distance
+from galakit.io.checkpoint import resumed_steps
 from galakit.io.observers import ConsensusLog, Observer
 from galakit.runtime.transport import GossipChannel
 
@@ -217,20 +218,21 @@ class ConsensusRecorder:
     """
 
     def __init__(self, rho: float | None, run_dir: str | Path, tensorboard: bool = True, *, period: int = 1,
-                 e0: float = 0.0, observer: Observer | None = None):
+                 e0: float = 0.0, observer: Observer | None = None, resumed_at: int | None = None):
         self.rho, self.run_dir, self.tensorboard = rho, Path(run_dir), tensorboard
         self.period, self.e0 = period, e0
         self.readings: list[dict[str, Any]] = []
         self._updates: np.ndarray | None = None  # what the last reading saw
-        self._log = ConsensusLog(run_dir, tensorboard)
+        self._log = ConsensusLog(run_dir, tensorboard, resumed_at=resumed_at)
         self.observer = observer  # gets each reading after the log (the run's observers)
 
     @classmethod
     def for_run(cls, cfg, run_dir: str | Path, observer: Observer | None = None) -> ConsensusRecorder:
-        """The recorder of a run of ``cfg`` (a ``Config``): ρ and τ of its coupling, e0 of its initial models."""
+        """The recorder of a run of ``cfg`` (a ``Config``): ρ and τ of its coupling, e0 of its initial models, and
+        for a resumed run the update its log is cut at (`resumed_update`)."""
         rho, period = coupling_contraction(cfg)
         return cls(rho, run_dir, cfg.tensorboard, period=period, e0=initial_spread(cfg) if rho is not None else 0.0,
-                   observer=observer)
+                   observer=observer, resumed_at=resumed_update(cfg))
 
     def record(self, board: DiagnosticsBoard | RelayBoard, final: bool = False) -> dict[str, Any] | None:
         """The new reading, or None when there is nothing new to read (or some learner has not published yet)."""
@@ -249,6 +251,14 @@ class ConsensusRecorder:
 
     def close(self) -> None:
         self._log.on_end(None)
+
+
+def resumed_update(cfg) -> int | None:
+    """The oldest update the learners of a resumed run continue from (each its newest checkpoint's: update =
+    global_step / batch_size), or None for a new run. Readings that saw a later update were taken by the run
+    that stopped, of models the resumed learners train again."""
+    steps = resumed_steps(cfg.resume, cfg.num_learners)
+    return min(steps) // cfg.batch_size if steps else None
 
 
 def coupling_contraction(cfg) -> tuple[float | None, int]:

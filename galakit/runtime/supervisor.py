@@ -485,12 +485,5 @@ def _describe_exit(code: int | None) -> str:
 
 
 def _resumed_step(cfg: Config) -> int:
-    """The global step each learner of a resumed run starts from (its newest checkpoint's), else 0."""
-    if not cfg.resume:
-        return 0
-    learner_0 = os.path.join(cfg.resume, "learner_0")
-    first = learner_0 if os.path.isdir(learner_0) else cfg.resume
-    try:
-        return ckpt.checkpoint_step(ckpt.find_checkpoint(first))
-    except (FileNotFoundError, ValueError):
-        return 0
+    """The global step each learner of a resumed run starts from (learner 0's newest checkpoint's), else 0."""
+    return (ckpt.resumed_steps(cfg.resume, cfg.num_learners) or [0])[0]

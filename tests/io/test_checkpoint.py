@@ -219,3 +219,18 @@ def test_a_generator_state_cannot_name_an_arbitrary_numpy_callable():
 
     with pytest.raises(ValueError, match="bit_generator 'test'"):  # np.random.test would run numpy's test suite
         from_plain({"__generator__": {"bit_generator": "test", "state": {}}})
+
+
+def test_resumed_steps_are_each_learners_newest_checkpoint(tmp_path):
+    from galakit.io.checkpoint import resumed_steps
+
+    for rank, steps in enumerate([(100, 200), (100, 300)]):
+        folder = tmp_path / "run" / f"learner_{rank}" / "checkpoints"
+        folder.mkdir(parents=True)
+        for step in steps:
+            (folder / f"ckpt_{step:012d}.pt").touch()
+    assert resumed_steps(tmp_path / "run", num_learners=2) == [200, 300]
+    file = tmp_path / "run" / "learner_0" / "checkpoints" / f"ckpt_{100:012d}.pt"
+    assert resumed_steps(file, num_learners=2) == [100]          # every learner starts from one file
+    assert resumed_steps(None, num_learners=2) == []              # a new run
+    assert resumed_steps(tmp_path / "empty", num_learners=1) == []

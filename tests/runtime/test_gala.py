@@ -316,3 +316,24 @@ def test_a_gala_run_resumes_every_learner_from_its_run_directory(tmp_path):
         assert updates == [20], updates  # continued from update 10 to 20 (log_interval = 10)
         state = load_checkpoint(list_checkpoints(f"{first.run_dir}/learner_{rank}/checkpoints")[-1])
         assert state["update"] == 20
+
+
+def test_a_resumed_gala_run_drops_the_readings_and_events_logged_after_its_checkpoints(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    c = cfg(tmp_path, algo="gala", num_learners=2, diag_interval=5, checkpoint_interval=10, tensorboard=True,
+            log_interval=5, total_timesteps=2 * 2 * 5 * 20)
+    galakit.train(c)
+    run_dir = Path(c.run_dir)
+    for rank in range(2):  # as if the run crashed after the checkpoints of update 10
+        list_checkpoints(run_dir / f"learner_{rank}" / "checkpoints")[-1].unlink()
+    assert max(int(r["update_max"]) for r in read_csv(run_dir / "consensus.csv")) == 20
+    galakit.train(c.replace(resume=str(run_dir), run_dir=None))
+    updates = [int(r["update_max"]) for r in read_csv(run_dir / "consensus.csv")]
+    assert updates == sorted(set(updates)) and updates[-1] == 20, updates
+    board = EventAccumulator(str(run_dir / "consensus")).Reload()  # TensorBoard hides what the crash logged
+    steps = [e.step for e in board.Scalars("consensus/max_pairwise_distance")]
+    assert steps == sorted(set(steps)) and steps[-1] == 20, steps
+    learner = EventAccumulator(str(run_dir / "learner_0")).Reload()
+    steps = [e.step for e in learner.Scalars("charts/SPS")]
+    assert steps == sorted(set(steps)) and steps[-1] == 2 * 5 * 20, steps
