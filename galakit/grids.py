@@ -414,7 +414,8 @@ def write_table(out: str | Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    thresholds = [k for k in keys if k.startswith("frames_to_")]
+    # games have their own thresholds (Pong −10 … 15, Breakout 10 … 200): one column each, in score order
+    thresholds = sorted((k for k in keys if k.startswith("frames_to_")), key=lambda k: float(k[len("frames_to_"):]))
     header = [*COLUMNS, *thresholds]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell_text(row.get(k)) for k in header) + " |" for row in rows]

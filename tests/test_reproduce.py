@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import galakit
-from galakit.grids import GRIDS, export_cells, frames_to_reach, grid_cells
+from galakit.grids import GRIDS, export_cells, frames_to_reach, grid_cells, write_table
 from galakit.rl.a2c import Episode
 from galakit.views.results import load_grid, monitor_curve, plot_grid, score_curve
 
@@ -92,6 +92,16 @@ def test_frames_to_reach_a_score_use_the_running_mean_over_all_learners():
     found = frames_to_reach(games, (2.0, 5.5, 99), num_learners=2, frame_skip=4, window=4)
     # means of the last 4 games: 2.5 at the 4th game (step 400), 5.5 at the 7th (step 700)
     assert found == {2.0: 400 * 2 * 4, 5.5: 700 * 2 * 4, 99: None}
+
+
+def test_the_table_has_one_column_per_threshold_in_score_order(tmp_path):
+    pong = {"cell": "Pong__a2c__s1", "frames_to_-10": 1, "frames_to_0": 2, "frames_to_10": 3, "frames_to_15": 4}
+    breakout = {"cell": "Breakout__a2c__s1", "frames_to_10": 5, "frames_to_50": 6, "frames_to_100": 7}
+    write_table(tmp_path, [breakout, pong])  # the order the grid lists its cells
+    header = (tmp_path / "results.md").read_text().splitlines()[0]
+    columns = [c.strip() for c in header.strip("|").split("|") if c.strip().startswith("frames_to_")]
+    assert columns == ["frames_to_-10", "frames_to_0", "frames_to_10", "frames_to_15", "frames_to_50",
+                       "frames_to_100"]
 
 
 def test_a_published_runs_monitor_files_give_its_curve_in_the_order_games_ended(tmp_path):

@@ -122,7 +122,7 @@ class Run:
         self._recorder = (ConsensusRecorder.for_run(cfg, self.metrics.run_dir)  # readings: _supervise
                           if self._board is not None else None)
         # A file store: the rendezvous opens no socket (torch's TCP store listens on every interface).
-        self._rendezvous = tempfile.mkdtemp(prefix="galakit-rendezvous-")
+        self._rendezvous = new_rendezvous()
         init_method = f"file://{self._rendezvous}/store"
         parent = _learners_parent(cfg.start_method)
         procs = [ctx.Process(target=learner_process, name=f"galakit-learner-{rank}",
@@ -454,6 +454,49 @@ def _start_process(proc, spawn_env: bool) -> None:
         proc.start()
     finally:
         os.environ.pop(lifeline.PARENT_ENV, None)
+
+
+RENDEZVOUS_PREFIX = "galakit-rendezvous-"
+
+
+def new_rendezvous(root: str | None = None) -> str:
+    """A new folder for a run's file store (under ``root``, default the temp dir), with an ``owner`` file that
+    names this process. A parent killed with SIGKILL cannot remove its folder, so each new one first removes
+    the folders whose owner has exited (``remove_stale_rendezvous``): at most one is ever left behind."""
+    remove_stale_rendezvous(root)
+    folder = tempfile.mkdtemp(prefix=RENDEZVOUS_PREFIX, dir=root)
+    with open(os.path.join(folder, "owner"), "w") as f:
+        f.write(str(os.getpid()))
+    return folder
+
+
+def remove_stale_rendezvous(root: str | None = None) -> list[str]:
+    """Remove the rendezvous folders under ``root`` whose owner process has exited; the removed paths. A folder
+    without an owner file (one being made, or not ours) is left alone."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    for name in sorted(n for n in os.listdir(root) if n.startswith(RENDEZVOUS_PREFIX)):
+        folder = os.path.join(root, name)
+        try:
+            with open(os.path.join(folder, "owner")) as f:
+                owner = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a reused pid reads as alive: its folder then stays, which is safe)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _learners_parent(start_method: str) -> int:

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -19,6 +20,7 @@ import galakit
 from galakit.io.checkpoint import list_checkpoints, load_checkpoint
 from galakit.io.rundir import claim_run_dir
 from galakit.runtime.launch import LearnerError, Run
+from galakit.runtime.supervisor import RENDEZVOUS_PREFIX, new_rendezvous, remove_stale_rendezvous
 
 pytestmark = pytest.mark.processes  # every test here starts learner processes
 
@@ -89,6 +91,7 @@ def descendants(pid: int) -> list[int]:
 def test_no_learner_outlives_a_parent_killed_half_a_second_after_start(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(PARENT))
+    before = set(rendezvous_folders())
     for attempt in range(10):
         parent = subprocess.Popen([sys.executable, str(script), str(tmp_path / f"run{attempt}")], cwd=ROOT,
                                   stdout=subprocess.PIPE, text=True)
@@ -102,6 +105,27 @@ def test_no_learner_outlives_a_parent_killed_half_a_second_after_start(tmp_path)
         while any(_alive(pid) for pid in learners) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [pid for pid in learners if _alive(pid)], f"attempt {attempt}: orphans left"
+    # a killed parent cannot remove its rendezvous folder; the next run's start removes it
+    assert len(set(rendezvous_folders()) - before) <= 1
+
+
+def rendezvous_folders(root=None):
+    root = root or tempfile.gettempdir()
+    return [name for name in os.listdir(root) if name.startswith(RENDEZVOUS_PREFIX)]
+
+
+def test_a_rendezvous_folder_goes_once_its_owner_has_exited(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = new_rendezvous(str(tmp_path))
+    Path(stale, "owner").write_text(str(gone.pid))
+    unowned = tmp_path / (RENDEZVOUS_PREFIX + "being-made")
+    unowned.mkdir()
+    ours = new_rendezvous(str(tmp_path))  # removes the stale one
+    assert not os.path.exists(stale)
+    assert os.path.isdir(ours) and unowned.is_dir()
+    assert Path(ours, "owner").read_text() == str(os.getpid())
+    assert remove_stale_rendezvous(str(tmp_path)) == []  # we are alive: ours stays
 
 
 def test_a_run_started_from_a_thread_keeps_its_learners_after_the_thread_ends(tmp_path):
