@@ -83,8 +83,8 @@ GRIDS = {
          "gala": dict(num_learners=2, num_envs=8, lr=1.4e-3, diag_interval=100),
          "allreduce": dict(num_learners=2, num_envs=8)},
         about="what a 2-core CPU can run: 16 simulators in all, as one A2C learner or 2 learners × 8; "
-              "10M frames per cell (on the project's 2-core machine ~45 min for Pong, ~1 h for Breakout: "
-              "1.0k and 0.7k agent steps/s)"),
+              "10M frames per cell (on the project's 2-core machine 35-52 min each, Pong or Breakout: "
+              "0.8k-1.2k agent steps/s)"),
     "smoke": Grid(
         "smoke", ("CartPole",), ("a2c", "gala", "allreduce"), (1,),
         dict(preset="cartpole", total_timesteps=3_000, checkpoint_interval=10, progress=False, tensorboard=False,
